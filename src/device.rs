@@ -1,0 +1,145 @@
+//! Which compute backend runs the model. A real GPU goes through wgpu; a CPU-only adapter
+//! (Mesa's lavapipe) is ~50× slower than Burn's CPU backend for matmuls, so `auto` uses the CPU
+//! backend there and says why.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use burn::tensor::wgpu::wgpu;
+
+/// What the user asked for with `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "gpu" | "wgpu" => Ok(Self::Gpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!(
+                "unknown device `{other}` (expected auto, gpu or cpu)"
+            )),
+        }
+    }
+}
+
+/// The backend family a [`ComputeDevice`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+    Wgpu,
+}
+
+/// A chosen device with a sentence saying what it is and why it was picked.
+#[derive(Debug, Clone)]
+pub struct ComputeDevice {
+    pub device: Device,
+    pub backend: Backend,
+    pub description: String,
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+/// Burn's CPU backend (ndarray). The one place that names it, so a backend switch is one edit.
+#[allow(deprecated)] // `Device::ndarray` is deprecated in favour of `flex`, which we have not measured.
+pub fn cpu_device() -> Device {
+    Device::ndarray()
+}
+
+/// Facts about the best wgpu adapter on this machine.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub is_cpu: bool,
+    pub backend: String,
+}
+
+/// Lists adapters without creating a device, so probing never grabs a GPU.
+pub fn best_adapter() -> Option<AdapterSummary> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapters = pollster_block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters
+        .iter()
+        .map(|a| a.get_info())
+        .map(|info| AdapterSummary {
+            is_cpu: info.device_type == wgpu::DeviceType::Cpu,
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+        })
+        .min_by_key(|a| a.is_cpu)
+}
+
+/// Runs a future that is ready (or nearly) to completion on this thread.
+fn pollster_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
+            return value;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Picks the device for `choice`.
+pub fn select(choice: DeviceChoice) -> Result<ComputeDevice, String> {
+    match choice {
+        DeviceChoice::Cpu => Ok(cpu(String::from(
+            "CPU backend (requested with --device cpu)",
+        ))),
+        DeviceChoice::Gpu => gpu(),
+        DeviceChoice::Auto => match best_adapter() {
+            Some(adapter) if !adapter.is_cpu => gpu(),
+            Some(adapter) => Ok(cpu(format!(
+                "CPU backend: the only GPU adapter is a software one ({}), which is far slower; \
+                 pass --device gpu to use it anyway",
+                adapter.name
+            ))),
+            None => Ok(cpu(String::from("CPU backend: no GPU adapter found"))),
+        },
+    }
+}
+
+fn cpu(description: String) -> ComputeDevice {
+    ComputeDevice {
+        device: cpu_device(),
+        backend: Backend::Cpu,
+        description,
+    }
+}
+
+fn gpu() -> Result<ComputeDevice, String> {
+    let adapter = best_adapter().ok_or_else(|| {
+        String::from(
+            "no GPU adapter found for --device gpu\n  hint: install Vulkan drivers \
+             (on Debian/Ubuntu: mesa-vulkan-drivers libvulkan1) or use --device cpu",
+        )
+    })?;
+    let device = Device::wgpu_options()
+        .init()
+        .map_err(|e| format!("could not start wgpu on {}: {e}", adapter.name))?;
+    let software = if adapter.is_cpu {
+        ", software rasteriser"
+    } else {
+        ""
+    };
+    Ok(ComputeDevice {
+        device,
+        backend: Backend::Wgpu,
+        description: format!("wgpu on {} ({}{software})", adapter.name, adapter.backend),
+    })
+}

@@ -1,0 +1,3 @@
+//! Metrics for generated samples (DESIGN §9).
+
+pub mod metrics;

@@ -1,0 +1,180 @@
+//! Hyper-parameters of the denoiser. This struct is what `config.json` stores, so a checkpoint
+//! is "config + weights".
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Named sizes, so users pick "tiny" instead of five numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPreset {
+    /// d=64, 2 blocks, 4 heads: smoke tests and quick experiments.
+    Micro,
+    /// d=128, 4 blocks, 4 heads: trains on a laptop CPU.
+    Tiny,
+    /// d=256, 6 blocks, 8 heads.
+    Small,
+    /// d=384, 8 blocks, 6 heads: wants a GPU.
+    Base,
+}
+
+impl ModelPreset {
+    pub const ALL: [ModelPreset; 4] = [
+        ModelPreset::Micro,
+        ModelPreset::Tiny,
+        ModelPreset::Small,
+        ModelPreset::Base,
+    ];
+
+    /// `(width, blocks, heads)` of the preset.
+    pub fn dims(self) -> (usize, usize, usize) {
+        match self {
+            ModelPreset::Micro => (64, 2, 4),
+            ModelPreset::Tiny => (128, 4, 4),
+            ModelPreset::Small => (256, 6, 8),
+            ModelPreset::Base => (384, 8, 6),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelPreset::Micro => "micro",
+            ModelPreset::Tiny => "tiny",
+            ModelPreset::Small => "small",
+            ModelPreset::Base => "base",
+        }
+    }
+}
+
+impl fmt::Display for ModelPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModelPreset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ModelPreset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                format!("unknown preset `{s}` (expected one of: micro, tiny, small, base)")
+            })
+    }
+}
+
+/// Everything needed to rebuild the network's shapes (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Vocabulary size V, special tokens included.
+    pub vocab_size: usize,
+    /// Sequence length L the model is trained on (rotary embeddings work for any length).
+    pub seq_len: usize,
+    /// Model width d.
+    pub d_model: usize,
+    pub n_blocks: usize,
+    pub n_heads: usize,
+    /// Width c of the time conditioning vector.
+    pub cond_dim: usize,
+    /// Number of sinusoidal features of τ.
+    pub time_features: usize,
+    /// Whether the network takes a second time (a flow-map model, DESIGN §6).
+    pub two_times: bool,
+    /// Soft cap `cap·tanh(a/cap)` on attention logits.
+    pub attn_softcap: f32,
+    /// Optional soft cap on output logits (`None` = raw logits).
+    pub logit_softcap: Option<f32>,
+}
+
+impl ModelConfig {
+    pub fn from_preset(preset: ModelPreset, vocab_size: usize, seq_len: usize) -> Self {
+        let (d_model, n_blocks, n_heads) = preset.dims();
+        Self {
+            vocab_size,
+            seq_len,
+            d_model,
+            n_blocks,
+            n_heads,
+            cond_dim: 128,
+            time_features: 256,
+            two_times: false,
+            attn_softcap: 50.0,
+            logit_softcap: None,
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Checks the shapes make sense before any tensor is allocated.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.vocab_size < 2 {
+            return Err(format!(
+                "vocab_size must be at least 2, got {}",
+                self.vocab_size
+            ));
+        }
+        if self.seq_len == 0 || self.d_model == 0 || self.n_blocks == 0 || self.n_heads == 0 {
+            return Err("seq_len, d_model, n_blocks and n_heads must all be positive".into());
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "d_model ({}) must split into {} heads of an even width (rotary embeddings)",
+                self.d_model, self.n_heads
+            ));
+        }
+        if !self.time_features.is_multiple_of(2) || self.time_features == 0 {
+            return Err("time_features must be a positive even number".into());
+        }
+        Ok(())
+    }
+
+    /// Number of trainable scalars, computed from the shapes alone (for `flm info` and logs).
+    pub fn num_params(&self) -> usize {
+        let (v, d, c, f) = (
+            self.vocab_size,
+            self.d_model,
+            self.cond_dim,
+            self.time_features,
+        );
+        let time_embedder = f * c + c + c * c + c;
+        let block = d // norm 1
+            + d * 3 * d // qkv
+            + d * d // attention out
+            + d // norm 2
+            + d * 4 * d + 4 * d + 4 * d * d + d // mlp
+            + c * 6 * d + 6 * d; // adaLN
+        let final_layer = d + c * 2 * d + 2 * d + d * v + v;
+        let embedders = if self.two_times { 2 } else { 1 };
+        v * d + embedders * time_embedder + self.n_blocks * block + final_layer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_validate() {
+        for preset in ModelPreset::ALL {
+            let parsed: ModelPreset = preset.name().parse().unwrap();
+            assert_eq!(parsed, preset);
+            ModelConfig::from_preset(preset, 1024, 128)
+                .validate()
+                .unwrap();
+        }
+        assert!("huge".parse::<ModelPreset>().is_err());
+    }
+
+    #[test]
+    fn odd_head_width_is_rejected() {
+        let mut config = ModelConfig::from_preset(ModelPreset::Tiny, 64, 16);
+        config.n_heads = 3;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! The denoiser network: a DiT-style transformer over points of the probability simplex
+//! (DESIGN §3).
+
+mod config;
+mod dit;
+mod layers;
+
+pub use config::{ModelConfig, ModelPreset};
+pub use dit::Dit;

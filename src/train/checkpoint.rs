@@ -1,0 +1,434 @@
+//! Checkpoint directories (DESIGN §10).
+//!
+//! ```text
+//! run/
+//!   config.json        model + data + training settings, schema version
+//!   tokenizer.json
+//!   metrics.jsonl      one JSON object per logged step / validation
+//!   checkpoint/        replaced as a whole, so a crash never leaves a mix of two steps
+//!     model.safetensors      EMA weights: what sampling, evaluation and export use
+//!     online.safetensors     the weights being optimised
+//!     optimizer.safetensors  AdamW moments
+//!     state.json             step, elapsed time, last losses
+//! ```
+//! A new checkpoint is written to `checkpoint.new/`, then swapped in with two renames; if a
+//! crash hits between them, loading falls back to the complete `checkpoint.old/`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::config::{RunConfig, SCHEMA_VERSION};
+use super::optimizer::{AdamW, AdamWSettings};
+use crate::data::{DataError, TextTokenizer};
+use crate::model::Dit;
+
+/// Everything that can go wrong reading or writing a run directory.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "`{0}` is not a checkpoint directory (no config.json)\n  hint: pass the --out directory of `flm train`"
+    )]
+    NotACheckpoint(PathBuf),
+    #[error(
+        "`{0}` has a config but no saved weights yet (training never reached its first checkpoint)"
+    )]
+    NoWeights(PathBuf),
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path} was written by a different version of flm (schema {found}, this build reads {expected})"
+    )]
+    Schema {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("checkpoint mismatch in {path}: {reason}")]
+    Mismatch { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Data(#[from] DataError),
+}
+
+/// Progress saved with every checkpoint, for resume and `flm info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    pub step: u64,
+    pub elapsed_secs: f64,
+    pub tokens_seen: u64,
+    pub last_train_loss: Option<f64>,
+    pub last_valid_loss: Option<f64>,
+}
+
+/// Paths inside a run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+const WEIGHTS_DIR: &str = "checkpoint";
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.root.join("tokenizer.json")
+    }
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+    /// The directory holding the current weights, accepting a crash-interrupted swap and flat
+    /// (exported) layouts where `model.safetensors` sits next to `config.json`.
+    pub fn weights_dir(&self) -> Option<PathBuf> {
+        let candidates = [
+            self.root.join(WEIGHTS_DIR),
+            self.root.join(format!("{WEIGHTS_DIR}.old")),
+            self.root.clone(),
+        ];
+        candidates
+            .into_iter()
+            .find(|dir| dir.join("model.safetensors").is_file())
+    }
+    pub fn has_checkpoint(&self) -> bool {
+        self.root.join(WEIGHTS_DIR).join("state.json").is_file()
+            || self
+                .root
+                .join(format!("{WEIGHTS_DIR}.old"))
+                .join("state.json")
+                .is_file()
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io)
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
+    let text = serde_json::to_string_pretty(value).expect("config types serialize");
+    write_atomic(path, text.as_bytes())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CheckpointError> {
+    let text = fs::read_to_string(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads and checks `config.json`.
+pub fn load_config(run: &RunDir) -> Result<RunConfig, CheckpointError> {
+    let path = run.config_path();
+    if !path.is_file() {
+        return Err(CheckpointError::NotACheckpoint(run.root().to_path_buf()));
+    }
+    let raw: serde_json::Value = read_json(&path)?;
+    let found = raw
+        .get("schema_version")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as u32;
+    if found != SCHEMA_VERSION {
+        return Err(CheckpointError::Schema {
+            path,
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    let config: RunConfig = serde_json::from_value(raw).map_err(|e| CheckpointError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    config
+        .model
+        .validate()
+        .map_err(|reason| CheckpointError::Corrupt { path, reason })?;
+    Ok(config)
+}
+
+/// Loads the tokenizer and checks it matches the model's vocabulary.
+pub fn load_tokenizer(run: &RunDir, config: &RunConfig) -> Result<TextTokenizer, CheckpointError> {
+    let tokenizer = TextTokenizer::load(&run.tokenizer_path())?;
+    if tokenizer.vocab_size() != config.model.vocab_size {
+        return Err(CheckpointError::Mismatch {
+            path: run.tokenizer_path(),
+            reason: format!(
+                "the tokenizer has {} tokens but the model expects {}",
+                tokenizer.vocab_size(),
+                config.model.vocab_size
+            ),
+        });
+    }
+    Ok(tokenizer)
+}
+
+fn model_bytes(model: &Dit) -> Vec<u8> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .expect("serializing weights to memory cannot fail");
+    store.get_bytes().expect("bytes were just written")
+}
+
+/// Loads weights saved by [`save_checkpoint`] into a fresh model of `config`'s shape.
+pub fn load_weights(
+    path: &Path,
+    config: &RunConfig,
+    device: &Device,
+) -> Result<Dit, CheckpointError> {
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Parse the header ourselves first: truncated or foreign files get a clear message.
+    let tensors =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("not a readable safetensors file ({e})"),
+        })?;
+    let mut model = Dit::new(&config.model, 0, device);
+    let expected = super::params::flat_params(&model);
+    for (name, tensor) in expected {
+        let view = tensors
+            .tensor(&name)
+            .map_err(|_| CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{name}` is missing"),
+            })?;
+        let stored: usize = view.shape().iter().product();
+        let wanted = tensor.shape().num_elements();
+        if stored != wanted {
+            return Err(CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "tensor `{name}` has {stored} values but config.json implies {wanted}"
+                ),
+            });
+        }
+    }
+    let mut store = SafetensorsStore::from_bytes(Some(bytes.clone()));
+    model
+        .load_from(&mut store)
+        .map_err(|e| CheckpointError::Mismatch {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok(model)
+}
+
+fn optimizer_bytes(optimizer: &AdamW) -> Vec<u8> {
+    let (steps, tensors) = optimizer.export();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, values)| {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![values.len()],
+                bytemuck_f32(values),
+            )
+            .expect("shape matches data");
+            (name.clone(), view)
+        })
+        .collect();
+    let metadata = [("steps_taken".to_string(), steps.to_string())]
+        .into_iter()
+        .collect();
+    safetensors::serialize(views, Some(metadata)).expect("serializing to memory")
+}
+
+fn bytemuck_f32(values: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding or invalid bit patterns; the byte view lives as long as `values`.
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
+}
+
+fn load_optimizer(
+    path: &Path,
+    settings: AdamWSettings,
+    device: &Device,
+) -> Result<AdamW, CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| corrupt(format!("unreadable header ({e})")))?;
+    let steps: u64 = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("steps_taken"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt("missing steps_taken".into()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| corrupt(format!("unreadable tensors ({e})")))?;
+    let mut named = Vec::new();
+    for (name, view) in tensors.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(corrupt(format!("tensor `{name}` is not f32")));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        named.push((name, values));
+    }
+    AdamW::import(settings, steps, named, device).map_err(corrupt)
+}
+
+/// The state needed to continue training exactly where it stopped.
+pub struct ResumeState {
+    pub online: Dit,
+    pub ema: Dit,
+    pub optimizer: AdamW,
+    pub state: TrainingState,
+}
+
+/// Writes a complete checkpoint of the current step (see the module docs for atomicity).
+pub fn save_checkpoint(
+    run: &RunDir,
+    online: &Dit,
+    ema: &Dit,
+    optimizer: &AdamW,
+    state: &TrainingState,
+) -> Result<PathBuf, CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CheckpointError::Io { path, source }
+    };
+    let fresh = run.root().join(format!("{WEIGHTS_DIR}.new"));
+    let current = run.root().join(WEIGHTS_DIR);
+    let old = run.root().join(format!("{WEIGHTS_DIR}.old"));
+    if fresh.exists() {
+        fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+    }
+    fs::create_dir_all(&fresh).map_err(io(&fresh))?;
+    write_atomic(&fresh.join("model.safetensors"), &model_bytes(ema))?;
+    write_atomic(&fresh.join("online.safetensors"), &model_bytes(online))?;
+    write_atomic(
+        &fresh.join("optimizer.safetensors"),
+        &optimizer_bytes(optimizer),
+    )?;
+    write_json(&fresh.join("state.json"), state)?;
+
+    if current.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        fs::rename(&current, &old).map_err(io(&current))?;
+    }
+    fs::rename(&fresh, &current).map_err(io(&fresh))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(current)
+}
+
+/// Reads the training state of the newest complete checkpoint.
+pub fn load_state(run: &RunDir) -> Result<TrainingState, CheckpointError> {
+    let dir = run
+        .weights_dir()
+        .ok_or_else(|| CheckpointError::NoWeights(run.root().to_path_buf()))?;
+    read_json(&dir.join("state.json"))
+}
+
+/// Loads everything `--resume` needs; `device` must be the autodiff device for `online`.
+pub fn load_resume_state(
+    run: &RunDir,
+    config: &RunConfig,
+    device: &Device,
+) -> Result<ResumeState, CheckpointError> {
+    use burn::module::Module;
+    let dir = run
+        .weights_dir()
+        .ok_or_else(|| CheckpointError::NoWeights(run.root().to_path_buf()))?;
+    let state: TrainingState = read_json(&dir.join("state.json"))?;
+    let online = load_weights(&dir.join("online.safetensors"), config, device)?;
+    let ema = load_weights(&dir.join("model.safetensors"), config, device)?.valid();
+    let optimizer = load_optimizer(
+        &dir.join("optimizer.safetensors"),
+        config.train.adamw.clone(),
+        &device.clone().inner(),
+    )?;
+    if optimizer.steps_taken() != state.step {
+        return Err(CheckpointError::Mismatch {
+            path: dir,
+            reason: format!(
+                "optimizer has taken {} steps but state.json says {}",
+                optimizer.steps_taken(),
+                state.step
+            ),
+        });
+    }
+    Ok(ResumeState {
+        online,
+        ema,
+        optimizer,
+        state,
+    })
+}
+
+/// A trained model ready for sampling: config, tokenizer and EMA weights.
+pub struct LoadedModel {
+    pub run: RunDir,
+    pub config: RunConfig,
+    pub tokenizer: TextTokenizer,
+    pub model: Dit,
+    pub state: Option<TrainingState>,
+}
+
+/// Loads a checkpoint directory for inference (no gradients).
+pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, CheckpointError> {
+    let run = RunDir::new(dir);
+    let config = load_config(&run)?;
+    let tokenizer = load_tokenizer(&run, &config)?;
+    let weights = run
+        .weights_dir()
+        .ok_or_else(|| CheckpointError::NoWeights(dir.to_path_buf()))?;
+    let model = load_weights(&weights.join("model.safetensors"), &config, device)?;
+    let state = read_json(&weights.join("state.json")).ok();
+    Ok(LoadedModel {
+        run,
+        config,
+        tokenizer,
+        model,
+        state,
+    })
+}

@@ -1,0 +1,79 @@
+//! What a training run reports while it works. The CLI draws these as a progress bar; the GUI
+//! will subscribe to the same channel. The library never prints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why a run ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The step target was reached.
+    StepsDone,
+    /// The time budget ran out.
+    TimeUp,
+    /// The user asked to stop (Ctrl-C, Stop button).
+    Interrupted,
+}
+
+/// One progress message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    Started {
+        device: String,
+        parameters: usize,
+        start_step: u64,
+        target_steps: Option<u64>,
+        budget_secs: Option<f64>,
+        tokens_per_step: usize,
+    },
+    Step {
+        step: u64,
+        loss: f64,
+        learning_rate: f64,
+        grad_norm: f64,
+        tokens_per_sec: f64,
+        elapsed_secs: f64,
+        eta_secs: Option<f64>,
+    },
+    Validation {
+        step: u64,
+        loss: f64,
+    },
+    Samples {
+        step: u64,
+        texts: Vec<String>,
+        /// Fraction of valid samples, for built-in tasks.
+        valid_fraction: Option<f64>,
+    },
+    Checkpoint {
+        step: u64,
+        dir: PathBuf,
+    },
+    Finished {
+        step: u64,
+        reason: StopReason,
+    },
+}
+
+/// Shared switches a front end flips to steer a running job.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
+}
+
+impl RunControl {
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.store(paused, Ordering::SeqCst);
+    }
+    pub fn is_paused(&self) -> bool {
+        self.pause.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,452 @@
+//! The FLM training loop (DESIGN §4): stratified times, noisy one-hots, cross-entropy, AdamW,
+//! EMA; validation, previews and atomic checkpoints along the way.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde_json::json;
+use thiserror::Error;
+
+use super::checkpoint::{
+    CheckpointError, RunDir, TrainingState, load_resume_state, save_checkpoint,
+};
+use super::config::RunConfig;
+use super::ema;
+use super::events::{RunControl, StopReason, TrainEvent};
+use super::optimizer::AdamW;
+use crate::data::DataSource;
+use crate::device::ComputeDevice;
+use crate::flow::interpolant::{BatchTimes, noisy_onehots};
+use crate::flow::loss::cross_entropy;
+use crate::flow::noise::{standard_normal, stream_rng};
+use crate::flow::{SamplerSettings, Schedule, euler_sample};
+use crate::model::Dit;
+
+/// Why training could not go on.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(
+        "the loss became {value} at step {step}; training stopped{}\n  hint: lower --lr or keep the default grad clipping",
+        match last_checkpoint { Some(s) => format!(" and the checkpoint of step {s} is kept"), None => String::new() }
+    )]
+    NonFinite {
+        step: u64,
+        value: f64,
+        last_checkpoint: Option<u64>,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Everything one training run needs.
+pub struct TrainJob {
+    pub run: RunDir,
+    pub config: RunConfig,
+    pub data: DataSource,
+    pub device: ComputeDevice,
+    /// Stop when the total step count reaches this.
+    pub target_steps: Option<u64>,
+    /// Stop when this session has trained this long.
+    pub budget: Option<Duration>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    pub final_step: u64,
+    pub reason: StopReason,
+    pub last_train_loss: Option<f64>,
+    pub last_valid_loss: Option<f64>,
+    pub tokens_per_sec: f64,
+}
+
+/// Validation uses its own noise streams, far from the training streams `1..=steps`.
+const VALID_STREAM_BASE: u64 = 1 << 40;
+/// Preview samples use a fixed seed so successive previews are comparable.
+const PREVIEW_SEED: u64 = 1234;
+
+/// Runs (or resumes) training until the step target, the time budget or a stop request.
+pub fn train(
+    job: TrainJob,
+    control: &RunControl,
+    events: &Sender<TrainEvent>,
+) -> Result<TrainSummary, TrainError> {
+    let TrainJob {
+        run,
+        config,
+        data,
+        device,
+        target_steps,
+        budget,
+    } = job;
+    let settings = &config.train;
+    let base_device = device.device.clone();
+    let grad_device = base_device.clone().autodiff();
+    let schedule =
+        Schedule::new(config.model.vocab_size).map_err(|e| TrainError::Setup(e.to_string()))?;
+
+    let (mut model, mut average, mut optimizer, mut state) = if run.has_checkpoint() {
+        let resumed = load_resume_state(&run, &config, &grad_device)?;
+        truncate_metrics(&run, resumed.state.step)?;
+        (
+            resumed.online,
+            resumed.ema,
+            resumed.optimizer,
+            resumed.state,
+        )
+    } else {
+        let model = Dit::new(&config.model, settings.seed, &grad_device);
+        let average = ema::snapshot(&model);
+        let state = TrainingState {
+            step: 0,
+            elapsed_secs: 0.0,
+            tokens_seen: 0,
+            last_train_loss: None,
+            last_valid_loss: None,
+        };
+        (model, average, AdamW::new(settings.adamw.clone()), state)
+    };
+    let mut last_checkpoint = run.has_checkpoint().then_some(state.step);
+
+    let (batch, seq_len, vocab) = (settings.batch_size, data.seq_len(), config.model.vocab_size);
+    let tokens_per_step = batch * seq_len;
+    let valid_batches = data.valid_batches(settings.seed, batch, settings.eval_batches);
+    let send = |event: TrainEvent| {
+        // A closed channel only means nobody is watching; training goes on.
+        let _ = events.send(event);
+    };
+    send(TrainEvent::Started {
+        device: device.description.clone(),
+        parameters: config.model.num_params(),
+        start_step: state.step,
+        target_steps,
+        budget_secs: budget.map(|b| b.as_secs_f64()),
+        tokens_per_step,
+    });
+
+    let session_start = Instant::now();
+    let start_elapsed = state.elapsed_secs;
+    let mut paused_for = Duration::ZERO;
+    let mut window = LossWindow::default();
+    let mut last_checkpoint_time = Instant::now();
+    let mut last_throughput = 0.0;
+
+    let reason = loop {
+        if control.stop_requested() {
+            break StopReason::Interrupted;
+        }
+        if target_steps.is_some_and(|target| state.step >= target) {
+            break StopReason::StepsDone;
+        }
+        let active = session_start.elapsed() - paused_for;
+        if budget.is_some_and(|b| active >= b) {
+            break StopReason::TimeUp;
+        }
+        if control.is_paused() {
+            let pause_start = Instant::now();
+            while control.is_paused() && !control.stop_requested() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            paused_for += pause_start.elapsed();
+            continue;
+        }
+
+        // One optimisation step (DESIGN §4).
+        let step_index = state.step;
+        let mut rng = stream_rng(settings.seed, step_index + 1);
+        let tokens = data.train_batch(&mut rng, batch);
+        let times = BatchTimes::stratified(&mut rng, batch, &schedule);
+        let noise = standard_normal(&mut rng, tokens.len() * vocab);
+        let noisy = noisy_onehots(&tokens, &times.gammas, noise, seq_len, vocab, &grad_device);
+        let targets = token_tensor(&tokens, batch, seq_len, &grad_device);
+        let logits = model.forward(noisy, times.tau_tensor(&grad_device), None);
+        let loss = cross_entropy(logits, targets);
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step_index + 1,
+                value: loss_value,
+                last_checkpoint,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let learning_rate = settings.learning_rate_at(step_index);
+        let (updated, grad_norm) = optimizer.step(model, grads, learning_rate);
+        model = updated;
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step_index + 1,
+                value: grad_norm,
+                last_checkpoint,
+            });
+        }
+        average = ema::update(
+            average,
+            &model,
+            ema::decay_at(step_index, settings.ema_decay),
+        );
+
+        state.step += 1;
+        state.tokens_seen += tokens_per_step as u64;
+        state.elapsed_secs = start_elapsed + (session_start.elapsed() - paused_for).as_secs_f64();
+        state.last_train_loss = Some(loss_value);
+        window.add(loss_value, tokens_per_step);
+        let step = state.step;
+
+        if step % settings.log_every == 0 || step == 1 {
+            let (mean_loss, tokens_per_sec) = window.take();
+            last_throughput = tokens_per_sec;
+            let eta_secs = eta(
+                step,
+                target_steps,
+                budget,
+                active,
+                settings.log_every,
+                tokens_per_sec,
+                tokens_per_step,
+            );
+            append_metric(
+                &run,
+                json!({"step": step, "loss": mean_loss, "lr": learning_rate,
+                "grad_norm": grad_norm, "tokens_per_sec": tokens_per_sec, "elapsed_secs": state.elapsed_secs}),
+            )?;
+            send(TrainEvent::Step {
+                step,
+                loss: mean_loss,
+                learning_rate,
+                grad_norm,
+                tokens_per_sec,
+                elapsed_secs: state.elapsed_secs,
+                eta_secs,
+            });
+        }
+        if step % settings.eval_every == 0 {
+            let loss = validation_loss(
+                &average,
+                &valid_batches,
+                &schedule,
+                settings.seed,
+                seq_len,
+                vocab,
+                &base_device,
+            );
+            state.last_valid_loss = Some(loss);
+            append_metric(&run, json!({"step": step, "valid_loss": loss}))?;
+            send(TrainEvent::Validation { step, loss });
+        }
+        if step % settings.sample_every == 0 {
+            send(preview(&average, &schedule, &data, step, &base_device));
+        }
+        if step % settings.checkpoint_every == 0
+            || last_checkpoint_time.elapsed().as_secs_f64() >= settings.checkpoint_secs
+        {
+            let dir = save_checkpoint(&run, &model.valid(), &average, &optimizer, &state)?;
+            last_checkpoint = Some(step);
+            last_checkpoint_time = Instant::now();
+            send(TrainEvent::Checkpoint { step, dir });
+        }
+    };
+
+    if last_checkpoint != Some(state.step) {
+        if state.step > 0 && state.last_valid_loss.is_none() {
+            let loss = validation_loss(
+                &average,
+                &valid_batches,
+                &schedule,
+                settings.seed,
+                seq_len,
+                vocab,
+                &base_device,
+            );
+            state.last_valid_loss = Some(loss);
+            append_metric(&run, json!({"step": state.step, "valid_loss": loss}))?;
+            send(TrainEvent::Validation {
+                step: state.step,
+                loss,
+            });
+        }
+        let dir = save_checkpoint(&run, &model.valid(), &average, &optimizer, &state)?;
+        send(TrainEvent::Checkpoint {
+            step: state.step,
+            dir,
+        });
+    }
+    send(TrainEvent::Finished {
+        step: state.step,
+        reason,
+    });
+    Ok(TrainSummary {
+        final_step: state.step,
+        reason,
+        last_train_loss: state.last_train_loss,
+        last_valid_loss: state.last_valid_loss,
+        tokens_per_sec: last_throughput,
+    })
+}
+
+/// (B·L) ids → an Int tensor (B, L).
+pub fn token_tensor(
+    tokens: &[u32],
+    batch: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Tensor<2, Int> {
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [batch, seq_len]), device)
+}
+
+/// Mean denoising cross-entropy of `model` over fixed batches, times and noise, so values
+/// from different steps are comparable.
+pub fn validation_loss(
+    model: &Dit,
+    batches: &[Vec<u32>],
+    schedule: &Schedule,
+    seed: u64,
+    seq_len: usize,
+    vocab: usize,
+    device: &Device,
+) -> f64 {
+    let mut total = 0.0;
+    for (index, tokens) in batches.iter().enumerate() {
+        let batch = tokens.len() / seq_len;
+        let mut rng = stream_rng(seed, VALID_STREAM_BASE + index as u64);
+        let times = BatchTimes::stratified(&mut rng, batch, schedule);
+        let noise = standard_normal(&mut rng, tokens.len() * vocab);
+        let noisy = noisy_onehots(tokens, &times.gammas, noise, seq_len, vocab, device);
+        let logits = model.forward(noisy, times.tau_tensor(device), None);
+        let targets = token_tensor(tokens, batch, seq_len, device);
+        total += cross_entropy(logits, targets).into_scalar::<f32>() as f64;
+    }
+    total / batches.len().max(1) as f64
+}
+
+fn preview(
+    model: &Dit,
+    schedule: &Schedule,
+    data: &DataSource,
+    step: u64,
+    device: &Device,
+) -> TrainEvent {
+    let settings = SamplerSettings {
+        steps: 32,
+        seed: PREVIEW_SEED,
+        batch: 4,
+        seq_len: data.seq_len(),
+        top_k: 0,
+    };
+    let output = euler_sample(model, schedule, &settings, device);
+    let texts = output
+        .tokens
+        .iter()
+        .map(|ids| data.tokenizer().decode(ids))
+        .collect();
+    let valid: Vec<bool> = output
+        .tokens
+        .iter()
+        .filter_map(|ids| data.is_valid(ids))
+        .collect();
+    let valid_fraction = (!valid.is_empty())
+        .then(|| valid.iter().filter(|&&v| v).count() as f64 / valid.len() as f64);
+    TrainEvent::Samples {
+        step,
+        texts,
+        valid_fraction,
+    }
+}
+
+fn eta(
+    step: u64,
+    target_steps: Option<u64>,
+    budget: Option<Duration>,
+    active: Duration,
+    _log_every: u64,
+    tokens_per_sec: f64,
+    tokens_per_step: usize,
+) -> Option<f64> {
+    let by_steps = target_steps.and_then(|target| {
+        (tokens_per_sec > 0.0)
+            .then(|| target.saturating_sub(step) as f64 * tokens_per_step as f64 / tokens_per_sec)
+    });
+    let by_time = budget.map(|b| b.saturating_sub(active).as_secs_f64());
+    match (by_steps, by_time) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Mean loss and throughput since the last progress event.
+struct LossWindow {
+    losses: f64,
+    count: usize,
+    tokens: usize,
+    since: Instant,
+}
+
+impl Default for LossWindow {
+    fn default() -> Self {
+        Self {
+            losses: 0.0,
+            count: 0,
+            tokens: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl LossWindow {
+    fn add(&mut self, loss: f64, tokens: usize) {
+        self.losses += loss;
+        self.count += 1;
+        self.tokens += tokens;
+    }
+
+    fn take(&mut self) -> (f64, f64) {
+        let secs = self.since.elapsed().as_secs_f64().max(1e-9);
+        let result = (
+            self.losses / self.count.max(1) as f64,
+            self.tokens as f64 / secs,
+        );
+        *self = Self::default();
+        result
+    }
+}
+
+fn append_metric(run: &RunDir, record: serde_json::Value) -> Result<(), CheckpointError> {
+    let path = run.metrics_path();
+    let io = |source| CheckpointError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    writeln!(file, "{record}").map_err(io)
+}
+
+/// Drops metric lines logged after the checkpoint being resumed, so the file tells one story.
+fn truncate_metrics(run: &RunDir, step: u64) -> Result<(), CheckpointError> {
+    let path = run.metrics_path();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    super::checkpoint::write_atomic(&path, kept.as_bytes())
+}

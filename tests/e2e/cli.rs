@@ -1,0 +1,181 @@
+//! The `flm` binary: outputs scripts rely on, and a clear error (never a panic) for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::temp_dir;
+
+fn flm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flm"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("the flm binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs `flm train` on `data` and returns its stderr, asserting a clean failure.
+fn train_fails(data: &Path, extra: &[&str]) -> String {
+    let out = temp_dir("cli-fail");
+    let mut args = vec!["train", "--data", data.to_str().unwrap(), "--out"];
+    let out_str = out.join("run");
+    let out_str = out_str.to_str().unwrap().to_string();
+    args.push(&out_str);
+    args.extend_from_slice(&["--device", "cpu", "--preset", "micro", "--steps", "1"]);
+    args.extend_from_slice(extra);
+    let output = flm(&args);
+    let err = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected exit code 1, stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "panicked:\n{err}");
+    assert!(err.contains("error:"), "{err}");
+    err
+}
+
+#[test]
+fn schedule_prints_gamma_for_gpt2_vocabulary() {
+    let output = flm(&["schedule", "--vocab", "50258", "--tau", "0.5"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let gamma: f64 = stdout(&output).trim().parse().expect("a number");
+    assert!((gamma - 0.809).abs() <= 0.002, "γ(0.5) = {gamma}");
+    let table = flm(&["schedule", "--vocab", "1024", "--rows", "4"]);
+    let text = stdout(&table);
+    assert!(text.contains("0.500") && text.contains("0.76"), "{text}");
+    let bad = flm(&["schedule", "--vocab", "1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("at least 2"), "{}", stderr(&bad));
+}
+
+#[test]
+fn bad_training_files_give_clear_errors() {
+    let dir = temp_dir("bad-files");
+    let missing = dir.join("missing.txt");
+    assert!(train_fails(&missing, &[]).contains("missing.txt"));
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "  \n\n").unwrap();
+    assert!(train_fails(&empty, &[]).to_lowercase().contains("empty"));
+
+    let binary = dir.join("binary.bin");
+    std::fs::write(&binary, [0x7fu8, b'E', b'L', b'F', 0, 0, 1, 2, 3, 0, 0, 0]).unwrap();
+    assert!(train_fails(&binary, &[]).to_lowercase().contains("binary"));
+
+    let latin1 = dir.join("latin1.txt");
+    std::fs::write(&latin1, b"first line\nsecond caf\xe9 line\n").unwrap();
+    let err = train_fails(&latin1, &[]);
+    assert!(err.contains("UTF-8") && err.contains("line 2"), "{err}");
+
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "just a few words").unwrap();
+    let err = train_fails(&short, &["--tokenizer", "char", "--seq-len", "128"]);
+    assert!(err.contains("tokens, but at least"), "{err}");
+
+    let unknown = temp_dir("unknown-task");
+    let err = train_fails(&unknown.join("builtin:nope"), &[]);
+    assert!(
+        err.contains("builtin:nope") || err.contains("nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_sample_info_round_trip_on_a_builtin_task() {
+    let dir = temp_dir("cli-run");
+    let run = dir.join("run");
+    let run_str = run.to_str().unwrap();
+    let output = flm(&[
+        "train",
+        "--data",
+        "builtin:repeat",
+        "--out",
+        run_str,
+        "--preset",
+        "micro",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let trajectory = dir.join("trajectory.json");
+    let output = flm(&[
+        "sample",
+        "--ckpt",
+        run_str,
+        "--steps",
+        "4",
+        "--n",
+        "3",
+        "--seed",
+        "9",
+        "--json",
+        "--device",
+        "cpu",
+        "--trajectory",
+        trajectory.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["steps"], 4);
+        assert_eq!(line["seed"], 9);
+        assert_eq!(line["tokens"].as_array().unwrap().len(), 32);
+        assert!(line["text"].is_string());
+        assert!(line["valid"].is_boolean());
+    }
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trajectory).unwrap()).unwrap();
+    assert_eq!(recorded["steps"], 4);
+    assert_eq!(recorded["samples"].as_array().unwrap().len(), 3);
+
+    let info = flm(&["info", "--ckpt", run_str]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = stdout(&info);
+    assert!(
+        text.contains("3 steps") && text.contains("builtin:repeat"),
+        "{text}"
+    );
+
+    let again = flm(&[
+        "train",
+        "--data",
+        "builtin:repeat",
+        "--out",
+        run_str,
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+
+    let missing = flm(&[
+        "sample",
+        "--ckpt",
+        dir.join("nothing").to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("not a checkpoint"),
+        "{}",
+        stderr(&missing)
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: one test binary (the heavy crate links once), one module per area.
+
+mod checkpoints;
+mod cli;
+mod common;
+mod gpu;
+mod sampling;
+mod training;
