@@ -1,7 +1,7 @@
 //! The `flm` command line: the same work as the app, headless, with progress bars.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -10,12 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use flm::data::TokenizerKind;
+use flm::data::{BuiltinTask, TokenizerKind};
 use flm::device::{self, ComputeDevice, DeviceChoice};
 use flm::eval::metrics::{fraction, unigram_entropy};
 use flm::flow::{SamplerSettings, Schedule, euler_sample};
 use flm::model::ModelPreset;
-use flm::train::setup::{DEFAULT_VOCAB, load_data};
+use flm::train::setup::DEFAULT_VOCAB;
 use flm::train::{
     RunControl, StopReason, TrainConfig, TrainEvent, TrainJob, TrainRequest, load_model,
     prepare_run, train,
@@ -52,61 +52,106 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Training text (UTF-8 file) or a built-in task: builtin:repeat, builtin:sorted.
-    #[arg(long)]
-    pub data: String,
+    /// Not needed with --resume.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<String>,
     /// Run directory for config, tokenizer, checkpoints and metrics.
     #[arg(long)]
     pub out: PathBuf,
-    /// Validation text file (default: the last 5% of the training tokens).
+    /// Validation text file [default: the last 5% of the training tokens]
     #[arg(long)]
     pub valid: Option<PathBuf>,
-    /// Model size: micro, tiny, small or base.
-    #[arg(long, default_value = "tiny")]
-    pub preset: ModelPreset,
-    /// Sequence length L (default: 128 for text, 32 for built-in tasks).
+    /// Model size: micro, tiny, small or base [default: tiny]
+    #[arg(long)]
+    pub preset: Option<ModelPreset>,
+    /// Sequence length L [default: 128 for text, 32 for built-in tasks]
     #[arg(long)]
     pub seq_len: Option<usize>,
-    /// Vocabulary size for the BPE tokenizer (special tokens included).
-    #[arg(long, default_value_t = DEFAULT_VOCAB)]
-    pub vocab: usize,
-    /// Tokenizer for text files: bpe or char.
-    #[arg(long, default_value = "bpe")]
-    pub tokenizer: TokenizerKind,
-    /// Stop after this many steps in total (default 2000 when --minutes is not given).
+    /// Vocabulary size for the BPE tokenizer, special tokens included [default: 2048]
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Tokenizer for text files: bpe or char [default: bpe]
+    #[arg(long)]
+    pub tokenizer: Option<TokenizerKind>,
+    /// Stop after this many steps in total [default: 2000 when --minutes is not given]
     #[arg(long)]
     pub steps: Option<u64>,
     /// Stop after training this many minutes in this invocation.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Sequences per batch.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Peak learning rate (AdamW, after linear warm-up).
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Warm-up steps.
-    #[arg(long, default_value_t = 100)]
-    pub warmup: u64,
-    /// Upper bound of the EMA decay of the weights used for sampling.
-    #[arg(long, default_value_t = 0.999)]
-    pub ema: f64,
-    /// Random seed (initial weights, batches, noise).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Steps between validation runs.
-    #[arg(long, default_value_t = 200)]
-    pub eval_every: u64,
-    /// Steps between sample previews.
-    #[arg(long, default_value_t = 500)]
-    pub sample_every: u64,
-    /// Steps between checkpoints (one is also written every 5 minutes and at the end).
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: u64,
-    /// Continue the run in --out from its last checkpoint.
+    /// Sequences per batch [default: 16]
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate (AdamW, after linear warm-up) [default: 0.001]
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Warm-up steps [default: 100]
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Upper bound of the EMA decay of the weights used for sampling [default: 0.999]
+    #[arg(long)]
+    pub ema: Option<f64>,
+    /// Random seed for initial weights, batches and noise [default: 0]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Steps between validation runs [default: 200]
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Steps between sample previews [default: 500]
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Steps between checkpoints; one is also written every 5 minutes and at the end
+    /// [default: 500]
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Continue the run in --out from its last checkpoint, with the settings it was started
+    /// with (only --steps, --minutes and --device apply).
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+impl TrainArgs {
+    /// Flags that shape a run and are therefore fixed once it has started.
+    fn run_shaping_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--data", self.data.is_some()),
+            ("--valid", self.valid.is_some()),
+            ("--preset", self.preset.is_some()),
+            ("--seq-len", self.seq_len.is_some()),
+            ("--vocab", self.vocab.is_some()),
+            ("--tokenizer", self.tokenizer.is_some()),
+            ("--batch", self.batch.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--warmup", self.warmup.is_some()),
+            ("--ema", self.ema.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--eval-every", self.eval_every.is_some()),
+            ("--sample-every", self.sample_every.is_some()),
+            ("--checkpoint-every", self.checkpoint_every.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn train_config(&self) -> TrainConfig {
+        let defaults = TrainConfig::default();
+        TrainConfig {
+            batch_size: self.batch.unwrap_or(defaults.batch_size),
+            learning_rate: self.lr.unwrap_or(defaults.learning_rate),
+            warmup_steps: self.warmup.unwrap_or(defaults.warmup_steps),
+            ema_decay: self.ema.unwrap_or(defaults.ema_decay),
+            seed: self.seed.unwrap_or(defaults.seed),
+            eval_every: self.eval_every.unwrap_or(defaults.eval_every),
+            sample_every: self.sample_every.unwrap_or(defaults.sample_every),
+            checkpoint_every: self.checkpoint_every.unwrap_or(defaults.checkpoint_every),
+            ..defaults
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -166,14 +211,24 @@ pub struct ScheduleArgs {
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Seconds of training.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
     pub seconds: f64,
     /// Run directory (default: a fresh folder under the system temp dir).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
-/// Sequences sampled together; larger requests are split into batches with seeds seed, seed+1, …
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(secs),
+        _ => Err(format!(
+            "expected a positive number of seconds, got `{text}`"
+        )),
+    }
+}
+
+/// Sequences sampled together; larger requests are split into batches (noise streams 0, 1, …
+/// of the same seed).
 const SAMPLE_BATCH: usize = 64;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -203,31 +258,25 @@ fn pick_device(choice: DeviceChoice) -> Result<ComputeDevice> {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    if args.minutes.is_some_and(|m| m <= 0.0) || args.steps == Some(0) {
+    if args.minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) || args.steps == Some(0) {
         bail!("--minutes and --steps must be positive");
+    }
+    let ignored = args.run_shaping_flags();
+    if args.resume && !ignored.is_empty() {
+        eprintln!(
+            "warning: --resume continues with the settings in config.json; ignoring {}",
+            ignored.join(", ")
+        );
     }
     let request = TrainRequest {
         out: args.out.clone(),
-        data: args.data.clone(),
+        data: args.data.clone().unwrap_or_default(),
         valid: args.valid.clone(),
-        preset: args.preset,
+        preset: args.preset.unwrap_or(ModelPreset::Tiny),
         seq_len: args.seq_len,
-        vocab_size: args.vocab,
-        tokenizer: args.tokenizer,
-        train: TrainConfig {
-            batch_size: args.batch,
-            learning_rate: args.lr,
-            warmup_steps: args.warmup,
-            ema_decay: args.ema,
-            seed: args.seed,
-            eval_every: args.eval_every.max(1),
-            sample_every: args.sample_every.max(1),
-            checkpoint_every: args.checkpoint_every.max(1),
-            ..TrainConfig::default()
-        },
+        vocab_size: args.vocab.unwrap_or(DEFAULT_VOCAB),
+        tokenizer: args.tokenizer.unwrap_or(TokenizerKind::Bpe),
+        train: args.train_config(),
         steps: args.steps,
         minutes: args.minutes,
         resume: args.resume,
@@ -251,8 +300,16 @@ fn train_with_progress(request: &TrainRequest, device: ComputeDevice) -> Result<
     );
     let control = RunControl::default();
     let ctrlc_control = control.clone();
-    // A second handler registration fails harmlessly (e.g. in the demo after a train).
-    let _ = ctrlc::set_handler(move || ctrlc_control.request_stop());
+    // First Ctrl-C: finish the step and write a final checkpoint. Second: leave at once (the
+    // last checkpoint on disk is complete, checkpoints being swapped in atomically).
+    // Registering twice (the demo after a train) fails harmlessly.
+    let _ = ctrlc::set_handler(move || {
+        if ctrlc_control.stop_requested() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and writing a checkpoint (Ctrl-C again to quit now)");
+        ctrlc_control.request_stop();
+    });
 
     let (sender, receiver) = mpsc::channel();
     let job = TrainJob {
@@ -323,13 +380,14 @@ impl ProgressView {
 
     fn show(&mut self, event: &TrainEvent) {
         match event {
+            // The device was announced when it was picked; say it once.
             TrainEvent::Started {
-                device,
                 parameters,
                 start_step,
                 target_steps,
                 budget_secs,
                 tokens_per_step,
+                ..
             } => {
                 self.bar = match (target_steps, budget_secs) {
                     (Some(target), None) => {
@@ -349,7 +407,7 @@ impl ProgressView {
                         .progress_chars("=> "),
                 );
                 self.line(format!(
-                    "training on {device}: {parameters} parameters, {tokens_per_step} tokens/step, from step {start_step}"
+                    "training: {parameters} parameters, {tokens_per_step} tokens/step, from step {start_step}"
                 ));
             }
             TrainEvent::Step {
@@ -392,7 +450,7 @@ impl ProgressView {
                 }
             }
             TrainEvent::Checkpoint { step, dir } => {
-                self.bar.println(format!(
+                self.line(format!(
                     "step {step}: checkpoint written to {}",
                     dir.display()
                 ));
@@ -426,21 +484,25 @@ fn run_sample(args: SampleArgs) -> Result<()> {
     if args.n == 0 {
         bail!("--n must be at least 1");
     }
+    if args.trajectory.is_some() && args.top_k == 0 {
+        bail!("--trajectory needs --top-k of at least 1");
+    }
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
     let schedule = Schedule::new(loaded.config.model.vocab_size)?;
-    let data = load_data(&loaded.config.data, &loaded.run).ok();
+    let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
     let mut stdout = std::io::stdout().lock();
-    let mut trajectories = Vec::new();
+    let mut trajectory: Option<flm::flow::Trajectory> = None;
     let mut all_tokens = Vec::new();
     let mut valid = Vec::new();
     let batches = args.n.div_ceil(SAMPLE_BATCH);
     for batch_index in 0..batches {
         let batch = SAMPLE_BATCH.min(args.n - batch_index * SAMPLE_BATCH);
-        let seed = args.seed + batch_index as u64;
+        let seed = args.seed;
         let settings = SamplerSettings {
             steps: args.steps,
             seed,
+            stream: batch_index as u64,
             batch,
             seq_len: loaded.config.model.seq_len,
             top_k: if args.trajectory.is_some() {
@@ -450,15 +512,15 @@ fn run_sample(args: SampleArgs) -> Result<()> {
             },
         };
         let output = euler_sample(&loaded.model, &schedule, &settings, &device.device);
-        for (index, tokens) in output.tokens.iter().enumerate() {
+        for tokens in &output.tokens {
             let text = loaded.tokenizer.decode(tokens);
-            let validity = data.as_ref().and_then(|d| d.is_valid(tokens));
+            let validity = task.map(|task| task.is_valid(&loaded.tokenizer, tokens));
             if let Some(v) = validity {
                 valid.push(v);
             }
             if args.json {
                 let mut record = json!({"text": text, "tokens": tokens, "steps": args.steps,
-                    "seed": seed, "index": index, "sampler": "euler"});
+                    "seed": seed, "index": all_tokens.len(), "sampler": "euler"});
                 if let Some(v) = validity {
                     record["valid"] = json!(v);
                 }
@@ -473,7 +535,10 @@ fn run_sample(args: SampleArgs) -> Result<()> {
             }
             all_tokens.push(tokens.clone());
         }
-        trajectories.extend(output.trajectory);
+        match (&mut trajectory, output.trajectory) {
+            (Some(all), Some(more)) => all.samples.extend(more.samples),
+            (all, more) => *all = all.take().or(more),
+        }
     }
     if !valid.is_empty() {
         eprintln!(
@@ -488,21 +553,12 @@ fn run_sample(args: SampleArgs) -> Result<()> {
         "unigram entropy of samples: {:.3} nats",
         unigram_entropy(&all_tokens)
     );
-    if let Some(path) = &args.trajectory {
-        write_trajectories(path, trajectories)?;
+    if let (Some(path), Some(trajectory)) = (&args.trajectory, trajectory) {
+        let text = serde_json::to_string(&trajectory)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("trajectory written to {}", path.display());
     }
     Ok(())
-}
-
-fn write_trajectories(path: &Path, mut trajectories: Vec<flm::flow::Trajectory>) -> Result<()> {
-    let value = if trajectories.len() == 1 {
-        serde_json::to_value(trajectories.remove(0))?
-    } else {
-        serde_json::to_value(trajectories)?
-    };
-    let text = serde_json::to_string(&value)?;
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn run_info(args: InfoArgs) -> Result<()> {
@@ -598,10 +654,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         seq_len: None,
         vocab_size: DEFAULT_VOCAB,
         tokenizer: TokenizerKind::Char,
-        train: TrainConfig {
-            learning_rate: 1e-3,
-            ..TrainConfig::default()
-        },
+        train: TrainConfig::default(),
         steps: None,
         minutes: Some(args.seconds / 60.0),
         resume: false,
@@ -611,17 +664,18 @@ fn run_demo(args: DemoArgs) -> Result<()> {
 
     let loaded = load_model(&out, &device.device)?;
     let schedule = Schedule::new(loaded.config.model.vocab_size)?;
-    let data = load_data(&loaded.config.data, &loaded.run)?;
+    let task = BuiltinTask::Repeat;
     for steps in [1, 4, 32] {
         let settings = SamplerSettings {
             steps,
             seed: 7,
+            stream: 0,
             batch: 32,
             seq_len: loaded.config.model.seq_len,
             top_k: 1,
         };
         let output = euler_sample(&loaded.model, &schedule, &settings, &device.device);
-        let valid = fraction(&output.tokens, |t| data.is_valid(t).unwrap_or(false));
+        let valid = fraction(&output.tokens, |t| task.is_valid(&loaded.tokenizer, t));
         println!(
             "\n{steps:>2} Euler steps: {:.0}% of 32 samples valid",
             valid * 100.0

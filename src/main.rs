@@ -5,6 +5,7 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    quiet_mesa_without_runtime_dir();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -13,4 +14,27 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Mesa's Vulkan driver prints "XDG_RUNTIME_DIR is invalid" on every adapter probe when the
+/// variable is unset (servers, CI, containers). Point it at a private directory first.
+fn quiet_mesa_without_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("flm-runtime-{}", whoami()));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+/// A per-user suffix so two users never share the runtime directory.
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".into())
 }

@@ -14,6 +14,9 @@ pub struct SamplerSettings {
     /// Number of network calls N ≥ 1.
     pub steps: usize,
     pub seed: u64,
+    /// Which batch of this seed: a request split into batches uses streams 0, 1, …, so two
+    /// seeds never share samples.
+    pub stream: u64,
     /// Sequences generated together in one batch.
     pub batch: usize,
     pub seq_len: usize,
@@ -31,7 +34,8 @@ pub struct SampleOutput {
 /// FMLM runs with the same seed start from the same point.
 pub fn initial_noise(settings: &SamplerSettings, vocab: usize, device: &Device) -> Tensor<3> {
     let shape = [settings.batch, settings.seq_len, vocab];
-    let values = standard_normal(&mut stream_rng(settings.seed, 0), shape.iter().product());
+    let mut rng = stream_rng(settings.seed, settings.stream);
+    let values = standard_normal(&mut rng, shape.iter().product());
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 

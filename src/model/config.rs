@@ -128,8 +128,14 @@ impl ModelConfig {
                 self.d_model, self.n_heads
             ));
         }
-        if !self.time_features.is_multiple_of(2) || self.time_features == 0 {
-            return Err("time_features must be a positive even number".into());
+        if !self.time_features.is_multiple_of(2) || self.time_features == 0 || self.cond_dim == 0 {
+            return Err(
+                "time_features must be a positive even number and cond_dim positive".into(),
+            );
+        }
+        let cap_ok = |cap: f32| cap.is_finite() && cap > 0.0;
+        if !cap_ok(self.attn_softcap) || self.logit_softcap.is_some_and(|cap| !cap_ok(cap)) {
+            return Err("soft caps must be positive and finite".into());
         }
         Ok(())
     }

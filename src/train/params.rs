@@ -73,14 +73,18 @@ pub fn map_params<M: Module>(
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let (id, tensor, mapper) = param.consume();
+            let was_autodiff = tensor.is_autodiff();
             let require_grad = tensor.is_require_grad();
             let shape = tensor.shape();
             let flat = tensor.inner().reshape([shape.num_elements()]);
             let path = self.path.join(&id);
-            let updated: Tensor<D> = (self.update)(&path, id, flat).reshape(shape);
-            let mut updated = Tensor::from_inner(updated);
-            if require_grad {
-                updated = updated.require_grad();
+            let mut updated: Tensor<D> = (self.update)(&path, id, flat).reshape(shape);
+            // `from_inner` always enables autodiff: only re-wrap what had it (not the EMA copy).
+            if was_autodiff {
+                updated = Tensor::from_inner(updated);
+                if require_grad {
+                    updated = updated.require_grad();
+                }
             }
             Param::from_mapped_value(id, updated, mapper)
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::checkpoint::{CheckpointError, RunDir, load_config, write_json};
 use super::config::{DataConfig, ModelKind, RunConfig, SCHEMA_VERSION, TrainConfig};
 use super::trainer::TrainError;
+use crate::data::dataset::{TOKENIZER_FILE, TRAIN_CACHE_FILE, VALID_CACHE_FILE};
 use crate::data::{
     BuiltinTask, DataSource, TextDatasetSpec, TextTokenizer, TokenizerKind, prepare_text_dataset,
 };
@@ -50,10 +51,18 @@ pub struct PreparedRun {
 /// Creates (or, with `resume`, reopens) the run directory.
 pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
     let run = RunDir::new(&request.out);
+    request.train.validate().map_err(TrainError::Setup)?;
     let config = if request.resume {
         if !run.config_path().is_file() {
             return Err(TrainError::Setup(format!(
                 "--resume: `{}` holds no run to resume (no config.json)\n  hint: drop --resume to start a new run there",
+                run.root().display()
+            )));
+        }
+        if run.weights_dir().is_some() && !run.has_checkpoint() {
+            return Err(TrainError::Setup(format!(
+                "--resume: `{}` is an exported model without training state; it can be sampled \
+                 but not resumed\n  hint: resume the run directory it was exported from",
                 run.root().display()
             )));
         }
@@ -69,6 +78,7 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
             path: run.root().to_path_buf(),
             source,
         })?;
+        remove_leftovers(&run)?;
         new_config(request)
     };
     let data = load_data(&config.data, &run)?;
@@ -88,7 +98,19 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
         }
         .into());
     }
-    let budget = request.minutes.map(|m| Duration::from_secs_f64(m * 60.0));
+    let budget = match request.minutes {
+        Some(minutes) => Some(
+            Duration::try_from_secs_f64(minutes * 60.0)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    TrainError::Setup(format!(
+                        "--minutes must be a positive number, got {minutes}"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let target_steps = match (request.steps, budget) {
         (None, None) => Some(DEFAULT_STEPS),
         (steps, _) => steps,
@@ -100,6 +122,21 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
         target_steps,
         budget,
     })
+}
+
+/// A directory without `config.json` holds no run; a tokenizer or token cache there is left
+/// from an attempt that failed before training began, and must not shape the new run.
+fn remove_leftovers(run: &RunDir) -> Result<(), CheckpointError> {
+    for name in [TOKENIZER_FILE, TRAIN_CACHE_FILE, VALID_CACHE_FILE] {
+        let path = run.root().join(name);
+        match fs::remove_file(&path) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CheckpointError::Io { path, source });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn new_config(request: &TrainRequest) -> RunConfig {

@@ -102,6 +102,8 @@ pub fn train(
             resumed.state,
         )
     } else {
+        // Lines from an attempt that died before its first checkpoint describe no saved state.
+        truncate_metrics(&run, 0)?;
         let model = Dit::new(&config.model, settings.seed, &grad_device);
         let average = ema::snapshot(&model);
         let state = TrainingState {
@@ -208,7 +210,6 @@ pub fn train(
                 target_steps,
                 budget,
                 active,
-                settings.log_every,
                 tokens_per_sec,
                 tokens_per_step,
             );
@@ -337,6 +338,7 @@ fn preview(
     let settings = SamplerSettings {
         steps: 32,
         seed: PREVIEW_SEED,
+        stream: 0,
         batch: 4,
         seq_len: data.seq_len(),
         top_k: 0,
@@ -361,12 +363,13 @@ fn preview(
     }
 }
 
+/// Seconds left: by the step target at the current speed, or by the time budget, whichever
+/// comes first.
 fn eta(
     step: u64,
     target_steps: Option<u64>,
     budget: Option<Duration>,
     active: Duration,
-    _log_every: u64,
     tokens_per_sec: f64,
     tokens_per_step: usize,
 ) -> Option<f64> {

@@ -155,3 +155,25 @@ fn interrupted_swap_falls_back_to_the_previous_checkpoint() {
     let after = logits_of(&out);
     before.assert_approx_eq::<f32>(&after, Tolerance::absolute(0.0));
 }
+
+#[test]
+fn an_exported_model_samples_but_cannot_be_resumed() {
+    let out = trained_run("export-resume");
+    let flat = temp_dir("export-flat");
+    for file in ["config.json", "tokenizer.json"] {
+        fs::copy(out.join(file), flat.join(file)).unwrap();
+    }
+    let weights = RunDir::new(&out)
+        .weights_dir()
+        .unwrap()
+        .join("model.safetensors");
+    fs::copy(weights, flat.join("model.safetensors")).unwrap();
+    load_model(&flat, &cpu_device()).expect("an exported model loads for sampling");
+    let mut resume = micro_request(&flat, "builtin:repeat");
+    resume.resume = true;
+    let error = match flm::train::setup::prepare_run(&resume) {
+        Ok(_) => panic!("resuming an export must fail"),
+        Err(error) => error,
+    };
+    assert!(error.to_string().contains("not resumed"), "{error}");
+}

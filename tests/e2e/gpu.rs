@@ -65,6 +65,7 @@ fn wgpu_backend_matches_cpu_for_training_and_sampling() {
     let settings = SamplerSettings {
         steps: 4,
         seed: 1,
+        stream: 0,
         batch: 2,
         seq_len,
         top_k: 3,

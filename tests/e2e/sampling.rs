@@ -11,6 +11,7 @@ fn settings(steps: usize, seed: u64, top_k: usize) -> SamplerSettings {
     SamplerSettings {
         steps,
         seed,
+        stream: 0,
         batch: 3,
         seq_len: 32,
         top_k,

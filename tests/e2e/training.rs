@@ -120,3 +120,16 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let after = std::fs::read(run.weights_dir().unwrap().join("model.safetensors")).unwrap();
     assert_eq!(before, after, "the last good checkpoint was modified");
 }
+
+#[test]
+fn leftovers_of_a_failed_start_do_not_poison_a_new_run() {
+    let out = temp_dir("leftovers");
+    // What a start that died after tokenizing (e.g. text too short) could leave behind.
+    std::fs::write(out.join("tokenizer.json"), "{ half a tokenizer").unwrap();
+    std::fs::write(out.join("tokens-train.bin"), b"junk").unwrap();
+    let mut request = micro_request(&out, "builtin:repeat");
+    request.steps = Some(1);
+    run_request(&request);
+    flm::train::load_model(&out, &flm::device::cpu_device()).expect("the new run loads");
+    assert!(!out.join("tokens-train.bin").exists());
+}
