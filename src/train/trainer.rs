@@ -133,12 +133,29 @@ pub fn train(
         tokens_per_step,
     });
 
+    // Validation loss of the EMA weights, logged and reported.
+    let validate = |average: &Dit, step: u64| -> Result<f64, CheckpointError> {
+        let loss = validation_loss(
+            average,
+            &valid_batches,
+            &schedule,
+            settings.seed,
+            seq_len,
+            vocab,
+            &base_device,
+        );
+        append_metric(&run, json!({"step": step, "valid_loss": loss}))?;
+        send(TrainEvent::Validation { step, loss });
+        Ok(loss)
+    };
+
     let session_start = Instant::now();
     let start_elapsed = state.elapsed_secs;
     let mut paused_for = Duration::ZERO;
     let mut window = LossWindow::default();
     let mut last_checkpoint_time = Instant::now();
     let mut last_throughput = 0.0;
+    let mut validated_at = None;
 
     let reason = loop {
         if control.stop_requested() {
@@ -229,18 +246,8 @@ pub fn train(
             });
         }
         if step % settings.eval_every == 0 {
-            let loss = validation_loss(
-                &average,
-                &valid_batches,
-                &schedule,
-                settings.seed,
-                seq_len,
-                vocab,
-                &base_device,
-            );
-            state.last_valid_loss = Some(loss);
-            append_metric(&run, json!({"step": step, "valid_loss": loss}))?;
-            send(TrainEvent::Validation { step, loss });
+            state.last_valid_loss = Some(validate(&average, step)?);
+            validated_at = Some(step);
         }
         if step % settings.sample_every == 0 {
             send(preview(&average, &schedule, &data, step, &base_device));
@@ -255,23 +262,11 @@ pub fn train(
         }
     };
 
-    if last_checkpoint != Some(state.step) {
-        if state.step > 0 && state.last_valid_loss.is_none() {
-            let loss = validation_loss(
-                &average,
-                &valid_batches,
-                &schedule,
-                settings.seed,
-                seq_len,
-                vocab,
-                &base_device,
-            );
-            state.last_valid_loss = Some(loss);
-            append_metric(&run, json!({"step": state.step, "valid_loss": loss}))?;
-            send(TrainEvent::Validation {
-                step: state.step,
-                loss,
-            });
+    // The final checkpoint carries a validation loss of its own weights, not an older one.
+    let needs_validation = state.step > 0 && validated_at != Some(state.step);
+    if needs_validation || last_checkpoint != Some(state.step) {
+        if needs_validation {
+            state.last_valid_loss = Some(validate(&average, state.step)?);
         }
         let dir = save_checkpoint(&run, &model.valid(), &average, &optimizer, &state)?;
         send(TrainEvent::Checkpoint {

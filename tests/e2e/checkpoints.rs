@@ -55,6 +55,15 @@ fn checkpoint_round_trip_gives_identical_logits() {
     assert!(values.iter().any(|v| v.abs() > 1e-3));
 }
 
+/// Rewrites one field of a run's config.json, as a user editing it by hand would.
+fn edit_config(run: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = run.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    fs::write(&path, config.to_string()).unwrap();
+}
+
 fn expect_error(dir: &Path) -> CheckpointError {
     match load_model(dir, &cpu_device()) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
@@ -90,11 +99,9 @@ fn corrupt_config_is_reported_with_its_path() {
 #[test]
 fn future_schema_version_is_refused() {
     let out = trained_run("schema");
-    let path = out.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    config["schema_version"] = serde_json::json!(99);
-    fs::write(&path, config.to_string()).unwrap();
+    edit_config(&out, |config| {
+        config["schema_version"] = serde_json::json!(99)
+    });
     let error = expect_error(&out);
     assert!(
         matches!(error, CheckpointError::Schema { found: 99, .. }),
@@ -118,11 +125,9 @@ fn truncated_weights_are_reported_as_corrupt() {
 #[test]
 fn weights_of_another_shape_are_a_mismatch() {
     let out = trained_run("shape");
-    let path = out.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    config["model"]["d_model"] = serde_json::json!(128);
-    fs::write(&path, config.to_string()).unwrap();
+    edit_config(&out, |config| {
+        config["model"]["d_model"] = serde_json::json!(128)
+    });
     let error = expect_error(&out);
     assert!(matches!(error, CheckpointError::Mismatch { .. }), "{error}");
 }
@@ -130,11 +135,9 @@ fn weights_of_another_shape_are_a_mismatch() {
 #[test]
 fn tokenizer_of_another_vocabulary_is_a_mismatch() {
     let out = trained_run("tokenizer");
-    let path = out.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    config["model"]["vocab_size"] = serde_json::json!(64);
-    fs::write(&path, config.to_string()).unwrap();
+    edit_config(&out, |config| {
+        config["model"]["vocab_size"] = serde_json::json!(64)
+    });
     let error = expect_error(&out);
     assert!(matches!(error, CheckpointError::Mismatch { .. }), "{error}");
     assert!(error.to_string().contains("tokenizer"), "{error}");
