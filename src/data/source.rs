@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use super::dataset::{PackedSequences, TextDataset};
+use super::dataset::TextDataset;
 use super::tasks::BuiltinTask;
 use super::tokenizer::TextTokenizer;
 use crate::flow::noise::stream_rng;
@@ -58,9 +58,7 @@ impl DataSource {
     /// The same validation batches every time they are asked for.
     pub fn valid_batches(&self, seed: u64, batch_size: usize, max_batches: usize) -> Vec<Vec<u32>> {
         match self {
-            DataSource::Text(dataset) => {
-                valid_text_batches(&dataset.valid, batch_size, max_batches)
-            }
+            DataSource::Text(dataset) => dataset.valid.ordered_batches(batch_size, max_batches),
             DataSource::Task {
                 task,
                 tokenizer,
@@ -83,12 +81,4 @@ impl DataSource {
             } => Some(task.is_valid(tokenizer, ids)),
         }
     }
-}
-
-fn valid_text_batches(
-    valid: &PackedSequences,
-    batch_size: usize,
-    max_batches: usize,
-) -> Vec<Vec<u32>> {
-    valid.ordered_batches(batch_size, max_batches)
 }
