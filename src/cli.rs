@@ -13,12 +13,13 @@ use serde_json::json;
 use flm::data::{BuiltinTask, TokenizerKind};
 use flm::device::{self, ComputeDevice, DeviceChoice};
 use flm::eval::metrics::{fraction, unigram_entropy};
-use flm::flow::{SamplerSettings, Schedule, euler_sample};
+use flm::flow::flow_map::GroupFractions;
+use flm::flow::{SamplerKind, SamplerSettings, Schedule, euler_sample, sample};
 use flm::model::ModelPreset;
-use flm::train::setup::DEFAULT_VOCAB;
+use flm::train::setup::{DEFAULT_VOCAB, PreparedRun};
 use flm::train::{
-    RunControl, StopReason, TrainConfig, TrainEvent, TrainJob, TrainRequest, load_model,
-    prepare_run, train,
+    DistillRequest, ModelKind, RunControl, StopReason, TrainConfig, TrainEvent, TrainRequest,
+    load_model, prepare_distill, prepare_run, train,
 };
 
 #[derive(Parser, Debug)]
@@ -39,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Train (or resume) an FLM on a text file or a built-in task.
     Train(TrainArgs),
+    /// Distill a trained FLM into a flow-map model (FMLM) that samples in 1..N steps.
+    Distill(DistillArgs),
     /// Generate text from a trained checkpoint.
     Sample(SampleArgs),
     /// Show a checkpoint's configuration, size and progress.
@@ -73,6 +76,39 @@ pub struct TrainArgs {
     /// Tokenizer for text files: bpe or char [default: bpe]
     #[arg(long)]
     pub tokenizer: Option<TokenizerKind>,
+    /// Train a one-step flow map (FMLM) directly from the data by self-distillation, instead
+    /// of an FLM (diagonal targets are the clean tokens; see also `flm distill`).
+    #[arg(long)]
+    pub flow_map: bool,
+    /// With --flow-map: share of each batch trained on the diagonal s = t [default: 0.5]
+    #[arg(long, requires = "flow_map")]
+    pub diag_frac: Option<f64>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct DistillArgs {
+    /// Run directory of the trained FLM to distill (not needed with --resume).
+    #[arg(long, required_unless_present = "resume")]
+    pub teacher: Option<PathBuf>,
+    /// Run directory for the flow-map model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Share of each batch trained on the diagonal s = t toward the teacher [default: 0.5]
+    #[arg(long)]
+    pub diag_frac: Option<f64>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+/// How long and how to optimise; shared by `train` and `distill`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
     /// Stop after this many steps in total [default: 2000 when --minutes is not given]
     #[arg(long)]
     pub steps: Option<u64>,
@@ -108,20 +144,12 @@ pub struct TrainArgs {
     /// with (only --steps, --minutes and --device apply).
     #[arg(long)]
     pub resume: bool,
-    #[command(flatten)]
-    pub device: DeviceArg,
 }
 
-impl TrainArgs {
+impl RunArgs {
     /// Flags that shape a run and are therefore fixed once it has started.
     fn run_shaping_flags(&self) -> Vec<&'static str> {
         let given = [
-            ("--data", self.data.is_some()),
-            ("--valid", self.valid.is_some()),
-            ("--preset", self.preset.is_some()),
-            ("--seq-len", self.seq_len.is_some()),
-            ("--vocab", self.vocab.is_some()),
-            ("--tokenizer", self.tokenizer.is_some()),
             ("--batch", self.batch.is_some()),
             ("--lr", self.lr.is_some()),
             ("--warmup", self.warmup.is_some()),
@@ -131,15 +159,11 @@ impl TrainArgs {
             ("--sample-every", self.sample_every.is_some()),
             ("--checkpoint-every", self.checkpoint_every.is_some()),
         ];
-        given
-            .into_iter()
-            .filter(|(_, set)| *set)
-            .map(|(name, _)| name)
-            .collect()
+        set_flags(&given)
     }
 
-    fn train_config(&self) -> TrainConfig {
-        let defaults = TrainConfig::default();
+    /// The flags over `defaults` (FLM or flow-map defaults).
+    fn train_config(&self, defaults: TrainConfig) -> TrainConfig {
         TrainConfig {
             batch_size: self.batch.unwrap_or(defaults.batch_size),
             learning_rate: self.lr.unwrap_or(defaults.learning_rate),
@@ -151,6 +175,45 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every.unwrap_or(defaults.checkpoint_every),
             ..defaults
         }
+    }
+
+    /// Rejects non-positive limits and warns about flags `--resume` ignores.
+    fn check(&self, other_shaping_flags: Vec<&'static str>) -> Result<()> {
+        if self.minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) || self.steps == Some(0) {
+            bail!("--minutes and --steps must be positive");
+        }
+        let mut ignored = other_shaping_flags;
+        ignored.extend(self.run_shaping_flags());
+        if self.resume && !ignored.is_empty() {
+            eprintln!(
+                "warning: --resume continues with the settings in config.json; ignoring {}",
+                ignored.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+fn set_flags(given: &[(&'static str, bool)]) -> Vec<&'static str> {
+    given
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+impl TrainArgs {
+    /// Data and model flags, fixed once a run has started.
+    fn data_shaping_flags(&self) -> Vec<&'static str> {
+        set_flags(&[
+            ("--data", self.data.is_some()),
+            ("--valid", self.valid.is_some()),
+            ("--preset", self.preset.is_some()),
+            ("--seq-len", self.seq_len.is_some()),
+            ("--vocab", self.vocab.is_some()),
+            ("--tokenizer", self.tokenizer.is_some()),
+            ("--flow-map", self.flow_map),
+        ])
     }
 }
 
@@ -184,6 +247,10 @@ pub struct SampleArgs {
     /// Candidates per position kept in the trajectory.
     #[arg(long, default_value_t = 8)]
     pub top_k: usize,
+    /// Stochasticity η in [0, 1] of the flow-map sampler (flow-map models only): 0 is the
+    /// deterministic flow map; one step is the same for every η.
+    #[arg(long)]
+    pub eta: Option<f64>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -234,6 +301,7 @@ const SAMPLE_BATCH: usize = 64;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Train(args)) => run_train(args),
+        Some(Command::Distill(args)) => run_distill(args),
         Some(Command::Sample(args)) => run_sample(args),
         Some(Command::Info(args)) => run_info(args),
         Some(Command::Schedule(args)) => run_schedule(args),
@@ -258,16 +326,7 @@ fn pick_device(choice: DeviceChoice) -> Result<ComputeDevice> {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    if args.minutes.is_some_and(|m| !(m.is_finite() && m > 0.0)) || args.steps == Some(0) {
-        bail!("--minutes and --steps must be positive");
-    }
-    let ignored = args.run_shaping_flags();
-    if args.resume && !ignored.is_empty() {
-        eprintln!(
-            "warning: --resume continues with the settings in config.json; ignoring {}",
-            ignored.join(", ")
-        );
-    }
+    args.run.check(args.data_shaping_flags())?;
     let request = TrainRequest {
         out: args.out.clone(),
         data: args.data.clone().unwrap_or_default(),
@@ -276,27 +335,69 @@ fn run_train(args: TrainArgs) -> Result<()> {
         seq_len: args.seq_len,
         vocab_size: args.vocab.unwrap_or(DEFAULT_VOCAB),
         tokenizer: args.tokenizer.unwrap_or(TokenizerKind::Bpe),
-        train: args.train_config(),
-        steps: args.steps,
-        minutes: args.minutes,
-        resume: args.resume,
+        train: args.run.train_config(if args.flow_map {
+            TrainConfig::flow_map_defaults()
+        } else {
+            TrainConfig::default()
+        }),
+        steps: args.run.steps,
+        minutes: args.run.minutes,
+        resume: args.run.resume,
+        flow_map: args
+            .flow_map
+            .then(|| GroupFractions::with_diagonal(args.diag_frac.unwrap_or(DEFAULT_DIAG_FRAC))),
     };
     let device = pick_device(args.device.device)?;
-    train_with_progress(&request, device)?;
-    Ok(())
+    eprintln!("preparing data in {} …", request.out.display());
+    let prepared = prepare_run(&request)?;
+    train_with_progress(prepared, device)
 }
 
-/// Prepares the run, trains on a worker thread and draws its events; Ctrl-C stops cleanly
-/// with a final checkpoint.
-fn train_with_progress(request: &TrainRequest, device: ComputeDevice) -> Result<()> {
-    eprintln!("preparing data in {} …", request.out.display());
-    let prepared = prepare_run(request)?;
+/// DESIGN §6's default share of diagonal examples.
+const DEFAULT_DIAG_FRAC: f64 = 0.5;
+
+fn run_distill(args: DistillArgs) -> Result<()> {
+    let shaping = set_flags(&[
+        ("--teacher", args.teacher.is_some()),
+        ("--diag-frac", args.diag_frac.is_some()),
+    ]);
+    args.run.check(shaping)?;
+    let request = DistillRequest {
+        teacher: args.teacher.clone().unwrap_or_default(),
+        out: args.out.clone(),
+        train: args.run.train_config(TrainConfig::flow_map_defaults()),
+        fractions: GroupFractions::with_diagonal(args.diag_frac.unwrap_or(DEFAULT_DIAG_FRAC)),
+        steps: args.run.steps,
+        minutes: args.run.minutes,
+        resume: args.run.resume,
+    };
+    let device = pick_device(args.device.device)?;
+    if !request.resume {
+        eprintln!(
+            "distilling {} into a flow map in {} …",
+            request.teacher.display(),
+            request.out.display()
+        );
+    }
+    let prepared = prepare_distill(&request)?;
+    train_with_progress(prepared, device)
+}
+
+/// Trains a prepared run on a worker thread and draws its events; Ctrl-C stops cleanly with
+/// a final checkpoint.
+fn train_with_progress(prepared: PreparedRun, device: ComputeDevice) -> Result<()> {
+    let model = &prepared.config.model;
     eprintln!(
-        "model: {} parameters, V={}, L={}, preset {}",
-        prepared.config.model.num_params(),
-        prepared.config.model.vocab_size,
-        prepared.config.model.seq_len,
-        request.preset
+        "model: {} ({} parameters, V={}, L={}, d={}, {} blocks)",
+        match prepared.config.kind {
+            ModelKind::Flm => "FLM",
+            ModelKind::FlowMap => "flow map (FMLM)",
+        },
+        model.num_params(),
+        model.vocab_size,
+        model.seq_len,
+        model.d_model,
+        model.n_blocks,
     );
     let control = RunControl::default();
     let ctrlc_control = control.clone();
@@ -312,14 +413,7 @@ fn train_with_progress(request: &TrainRequest, device: ComputeDevice) -> Result<
     });
 
     let (sender, receiver) = mpsc::channel();
-    let job = TrainJob {
-        run: prepared.run,
-        config: prepared.config,
-        data: prepared.data,
-        device,
-        target_steps: prepared.target_steps,
-        budget: prepared.budget,
-    };
+    let job = prepared.into_job(device)?;
     let worker = std::thread::spawn(move || train(job, &control, &sender));
     let mut view = ProgressView::new();
     for event in receiver {
@@ -439,12 +533,16 @@ impl ProgressView {
             }
             TrainEvent::Samples {
                 step,
+                sampler,
+                steps,
                 texts,
                 valid_fraction,
             } => {
                 let valid = valid_fraction
-                    .map_or_else(String::new, |f| format!(" ({:.0}% valid)", f * 100.0));
-                self.line(format!("step {step}: samples{valid}"));
+                    .map_or_else(String::new, |f| format!(", {:.0}% valid", f * 100.0));
+                self.line(format!(
+                    "step {step}: samples ({sampler}, {steps} steps{valid})"
+                ));
                 for text in texts.iter().take(2) {
                     self.line(format!("  │ {}", one_line(text, 100)));
                 }
@@ -487,10 +585,26 @@ fn run_sample(args: SampleArgs) -> Result<()> {
     if args.trajectory.is_some() && args.top_k == 0 {
         bail!("--trajectory needs --top-k of at least 1");
     }
+    if args.eta.is_some_and(|eta| !(0.0..=1.0).contains(&eta)) {
+        bail!("--eta must be in [0, 1]");
+    }
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
+    let sampler = match (loaded.config.kind, args.eta) {
+        (ModelKind::FlowMap, eta) => SamplerKind::FlowMap {
+            eta: eta.unwrap_or(0.0),
+        },
+        (ModelKind::Flm, None) => SamplerKind::Euler,
+        (ModelKind::Flm, Some(_)) => bail!(
+            "--eta applies to flow-map models; `{}` is an FLM, sampled with Euler steps\n  \
+             hint: distill it first with `flm distill --teacher {}`",
+            args.ckpt.display(),
+            args.ckpt.display()
+        ),
+    };
     let schedule = Schedule::new(loaded.config.model.vocab_size)?;
     let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
+    let mut batch_secs = Vec::new();
     let mut stdout = std::io::stdout().lock();
     let mut trajectory: Option<flm::flow::Trajectory> = None;
     let mut all_tokens = Vec::new();
@@ -511,7 +625,9 @@ fn run_sample(args: SampleArgs) -> Result<()> {
                 0
             },
         };
-        let output = euler_sample(&loaded.model, &schedule, &settings, &device.device);
+        let started = Instant::now();
+        let output = sample(&loaded.model, sampler, &schedule, &settings, &device.device);
+        batch_secs.push((batch, started.elapsed().as_secs_f64()));
         for tokens in &output.tokens {
             let text = loaded.tokenizer.decode(tokens);
             let validity = task.map(|task| task.is_valid(&loaded.tokenizer, tokens));
@@ -520,7 +636,8 @@ fn run_sample(args: SampleArgs) -> Result<()> {
             }
             if args.json {
                 let mut record = json!({"text": text, "tokens": tokens, "steps": args.steps,
-                    "seed": seed, "index": all_tokens.len(), "sampler": "euler"});
+                    "seed": seed, "index": all_tokens.len(), "sampler": sampler.name(),
+                    "eta": sampler.eta()});
                 if let Some(v) = validity {
                     record["valid"] = json!(v);
                 }
@@ -553,6 +670,18 @@ fn run_sample(args: SampleArgs) -> Result<()> {
         "unigram entropy of samples: {:.3} nats",
         unigram_entropy(&all_tokens)
     );
+    let (sequences, secs) = batch_secs
+        .iter()
+        .fold((0, 0.0), |(n, t), (batch, secs)| (n + batch, t + secs));
+    eprintln!(
+        "{} sampler, {} steps, η = {}: {sequences} sequences in {secs:.3} s ({:.1} ms per sequence, first batch of {} took {:.3} s)",
+        sampler.name(),
+        args.steps,
+        sampler.eta(),
+        secs * 1000.0 / sequences.max(1) as f64,
+        batch_secs[0].0,
+        batch_secs[0].1
+    );
     if let (Some(path), Some(trajectory)) = (&args.trajectory, trajectory) {
         let text = serde_json::to_string(&trajectory)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -566,7 +695,24 @@ fn run_info(args: InfoArgs) -> Result<()> {
     let config = flm::train::checkpoint::load_config(&run)?;
     let state = flm::train::checkpoint::load_state(&run).ok();
     println!("checkpoint: {}", args.ckpt.display());
-    println!("kind: {:?}", config.kind);
+    match (&config.kind, &config.distill) {
+        (ModelKind::FlowMap, Some(distill)) => {
+            println!(
+                "kind: flow map (FMLM), diagonal share {}, boundary share {:.4}",
+                distill.fractions.diagonal, distill.fractions.boundary
+            );
+            match &distill.teacher {
+                Some(teacher) => println!(
+                    "teacher: {} (step {}, validation loss {})",
+                    teacher.source.display(),
+                    teacher.step.map_or_else(|| "-".into(), |s| s.to_string()),
+                    fmt_opt(teacher.valid_loss)
+                ),
+                None => println!("teacher: none (self-distilled from the data)"),
+            }
+        }
+        _ => println!("kind: FLM"),
+    }
     println!("data: {}", config.data.source);
     if let Some(valid) = &config.data.valid {
         println!("validation: {}", valid.display());
@@ -658,9 +804,10 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         steps: None,
         minutes: Some(args.seconds / 60.0),
         resume: false,
+        flow_map: None,
     };
     let device = pick_device(DeviceChoice::Auto)?;
-    train_with_progress(&request, device.clone())?;
+    train_with_progress(prepare_run(&request)?, device.clone())?;
 
     let loaded = load_model(&out, &device.device)?;
     let schedule = Schedule::new(loaded.config.model.vocab_size)?;

@@ -1,5 +1,8 @@
-//! The flow-matching maths: time schedule, interpolant, losses and samplers (DESIGN §2–§5).
+//! The flow-matching maths: time schedule, interpolant, losses, samplers and flow-map
+//! distillation (DESIGN §2–§7).
 
+pub mod distill;
+pub mod flow_map;
 pub mod interpolant;
 pub mod loss;
 pub mod noise;
@@ -7,6 +10,8 @@ pub mod sampler;
 pub mod schedule;
 pub mod trajectory;
 
-pub use sampler::{SampleOutput, SamplerSettings, euler_sample};
+pub use sampler::{
+    SampleOutput, SamplerKind, SamplerSettings, euler_sample, flow_map_sample, sample,
+};
 pub use schedule::{Schedule, ScheduleError};
 pub use trajectory::{Frame, SampleTrajectory, Trajectory};

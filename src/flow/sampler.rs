@@ -1,8 +1,10 @@
-//! FLM sampling: Euler steps on a uniform τ grid (DESIGN §5), recording what the app draws.
+//! Sampling: Euler steps for FLMs (DESIGN §5) and flow-map jumps for FMLMs (DESIGN §7), both
+//! on a uniform τ grid from the same starting noise, recording what the app draws.
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::flow_map::FlowMapStep;
 use super::noise::{standard_normal, stream_rng};
 use super::schedule::Schedule;
 use super::trajectory::{Frame, SampleTrajectory, Trajectory};
@@ -22,6 +24,46 @@ pub struct SamplerSettings {
     pub seq_len: usize,
     /// Candidates kept per position in the trajectory (0 = record nothing).
     pub top_k: usize,
+}
+
+/// Which sampler to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplerKind {
+    /// Euler steps of the one-time denoiser (FLM).
+    Euler,
+    /// Jumps of the two-time flow map (FMLM) with stochasticity `eta ∈ [0, 1]`.
+    FlowMap { eta: f64 },
+}
+
+impl SamplerKind {
+    /// The name stored in trajectories and printed in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Euler => "euler",
+            SamplerKind::FlowMap { .. } => "flow-map",
+        }
+    }
+
+    pub fn eta(self) -> f64 {
+        match self {
+            SamplerKind::Euler => 0.0,
+            SamplerKind::FlowMap { eta } => eta,
+        }
+    }
+}
+
+/// Runs `kind` on `model`.
+pub fn sample(
+    model: &Dit,
+    kind: SamplerKind,
+    schedule: &Schedule,
+    settings: &SamplerSettings,
+    device: &Device,
+) -> SampleOutput {
+    match kind {
+        SamplerKind::Euler => euler_sample(model, schedule, settings, device),
+        SamplerKind::FlowMap { eta } => flow_map_sample(model, schedule, settings, eta, device),
+    }
 }
 
 /// Sampled token ids per sequence, and the recorded trajectory when `top_k > 0`.
@@ -62,6 +104,54 @@ pub fn euler_sample(
         } else {
             let rate = (next_gamma - gamma) / (1.0 - gamma);
             z.clone() + (denoised - z) * rate
+        };
+    }
+    let tokens = argmax_tokens(z);
+    SampleOutput {
+        trajectory: recorder.finish(&tokens),
+        tokens,
+    }
+}
+
+/// Fresh noise ξ of the stochastic flow-map steps comes from its own streams, far from the
+/// streams of the starting noise, so η = 0 and η > 0 start from the same point.
+const STEP_NOISE_STREAM_BASE: u64 = 1 << 48;
+
+/// The N-step flow-map sampler of DESIGN §7: one network call per step, the last one's
+/// denoiser output is the sample. With `eta = 0` it is deterministic; one step is the same
+/// for every `eta`.
+pub fn flow_map_sample(
+    model: &Dit,
+    schedule: &Schedule,
+    settings: &SamplerSettings,
+    eta: f64,
+    device: &Device,
+) -> SampleOutput {
+    assert!(settings.steps >= 1, "at least one step");
+    assert!((0.0..=1.0).contains(&eta), "η must be in [0, 1]");
+    let vocab = model.vocab_size();
+    let plan = FlowMapStep::plan(schedule, settings.steps, eta);
+    let mut recorder = TrajectoryRecorder::new(settings, vocab, "flow-map", eta as f32);
+    let mut z = initial_noise(settings, vocab, device);
+    let mut step_noise = stream_rng(settings.seed, STEP_NOISE_STREAM_BASE + settings.stream);
+    let shape = [settings.batch, settings.seq_len, vocab];
+    for (i, step) in plan.iter().enumerate() {
+        let tau_s = Tensor::<1>::full([settings.batch], step.tau as f32, device);
+        let tau_t = Tensor::<1>::full([settings.batch], step.target_tau as f32, device);
+        let logits = model.forward(z.clone(), tau_s, Some(tau_t));
+        recorder.record(&logits, step.tau, step.gamma);
+        let denoised = softmax(logits, 2);
+        z = if i + 1 == plan.len() {
+            denoised
+        } else {
+            let noise = (eta > 0.0).then(|| {
+                let values = standard_normal(&mut step_noise, shape.iter().product());
+                (
+                    eta,
+                    Tensor::from_data(TensorData::new(values, shape), device),
+                )
+            });
+            step.advance(z, denoised, noise)
         };
     }
     let tokens = argmax_tokens(z);

@@ -88,9 +88,9 @@ impl Dit {
         let blocks = (0..config.n_blocks)
             .map(|_| DitBlock::new(config, &mut init, device))
             .collect();
-        let time_t = config
-            .two_times
-            .then(|| TimeEmbedder::new(config.time_features, config.cond_dim, &mut init, device));
+        let time_t = config.two_times.then(|| {
+            TimeEmbedder::silent(config.time_features, config.cond_dim, &mut init, device)
+        });
         Self {
             embedding: Param::from_tensor(embedding),
             time_s,
@@ -155,6 +155,60 @@ impl Dit {
     pub fn vocab_size(&self) -> usize {
         self.embedding.dims()[0]
     }
+
+    /// Whether this is a flow-map model (it has a second time embedder).
+    pub fn is_flow_map(&self) -> bool {
+        self.time_t.is_some()
+    }
+
+    /// Turns a trained FLM into the initial flow-map student (DESIGN §6): same weights plus a
+    /// second time embedder whose output starts at zero, so `δ̂_{s,t} = D_s` until trained.
+    /// The new embedder's hidden layer is drawn from `seed`.
+    pub fn with_second_time(mut self, seed: u64) -> Self {
+        let device = self.embedding.val().device();
+        let features = self.time_s.features;
+        let cond_dim = self.time_s.out.weight.dims()[1];
+        let mut init = WeightInit::new(seed);
+        self.time_t = Some(TimeEmbedder::silent(features, cond_dim, &mut init, &device));
+        self
+    }
+}
+
+/// Helpers for tests elsewhere in the crate that need a model whose output is not uniform.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use burn::tensor::{Distribution, Tensor};
+
+    /// Replaces the zero-initialised layers by random ones drawn from `seed`.
+    pub fn perturbed(mut model: Dit, seed: u64) -> Dit {
+        let device = model.embedding.val().device();
+        device.seed(seed);
+        let randomize = |l: Linear| {
+            let w = l.weight.val();
+            let noise = Tensor::random(w.dims(), Distribution::Normal(0.0, 0.3), &w.device());
+            Linear {
+                weight: Param::from_tensor(noise),
+                bias: l.bias,
+            }
+        };
+        let placeholder = || zero_linear(1, 1, false, &device);
+        model.final_layer.to_logits = randomize(std::mem::replace(
+            &mut model.final_layer.to_logits,
+            placeholder(),
+        ));
+        model.final_layer.ada_ln = randomize(std::mem::replace(
+            &mut model.final_layer.ada_ln,
+            placeholder(),
+        ));
+        for block in model.blocks.iter_mut() {
+            block.ada_ln = randomize(std::mem::replace(&mut block.ada_ln, placeholder()));
+        }
+        if let Some(embedder) = model.time_t.as_mut() {
+            embedder.out = randomize(std::mem::replace(&mut embedder.out, placeholder()));
+        }
+        model
+    }
 }
 
 #[cfg(test)]
@@ -211,24 +265,7 @@ mod tests {
         // this guards against a forward pass that ignores x or τ.
         let device = cpu_device();
         let config = micro_config(11, 5);
-        let mut model = Dit::new(&config, 1, &device);
-        device.seed(3);
-        let perturb = |l: Linear| {
-            let w = l.weight.val();
-            let noise = Tensor::random(w.dims(), Distribution::Normal(0.0, 0.3), &w.device());
-            Linear {
-                weight: Param::from_tensor(noise),
-                bias: l.bias,
-            }
-        };
-        model.final_layer.to_logits = perturb(model.final_layer.to_logits);
-        model.final_layer.ada_ln = perturb(model.final_layer.ada_ln);
-        for block in model.blocks.iter_mut() {
-            block.ada_ln = perturb(std::mem::replace(
-                &mut block.ada_ln,
-                zero_linear(1, 1, false, &device),
-            ));
-        }
+        let model = tests_support::perturbed(Dit::new(&config, 1, &device), 3);
         let x = random_input([1, 5, 11], &device);
         let at = |x: Tensor<3>, tau: f32| {
             model

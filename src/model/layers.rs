@@ -138,6 +138,26 @@ impl TimeEmbedder {
         }
     }
 
+    /// An embedder whose output starts at exactly zero (zero-init last layer): added to a
+    /// trained model as the second time of a flow map, it leaves the model's output unchanged
+    /// until training moves it (DESIGN §6).
+    pub fn silent(
+        features: usize,
+        cond_dim: usize,
+        init: &mut WeightInit,
+        device: &Device,
+    ) -> Self {
+        Self {
+            hidden: with_weight(
+                init.normal([features, cond_dim], 0.02, device),
+                true,
+                device,
+            ),
+            out: zero_linear(cond_dim, cond_dim, true, device),
+            features,
+        }
+    }
+
     /// `cos(τ·f_k) ‖ sin(τ·f_k)`, `f_k = 10000^{−k/(F/2)}`; τ: (B,) → (B, F).
     pub fn sinusoidal_features(tau: Tensor<1>, features: usize) -> Tensor<2> {
         let half = features / 2;

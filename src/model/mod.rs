@@ -7,3 +7,6 @@ mod layers;
 
 pub use config::{ModelConfig, ModelPreset};
 pub use dit::Dit;
+
+#[cfg(test)]
+pub(crate) use dit::tests_support;

@@ -5,6 +5,7 @@
 //!   config.json        model + data + training settings, schema version
 //!   tokenizer.json
 //!   metrics.jsonl      one JSON object per logged step / validation
+//!   teacher.safetensors  distilled flow maps only: the frozen FLM teacher's weights
 //!   checkpoint/        replaced as a whole, so a crash never leaves a mix of two steps
 //!     model.safetensors      EMA weights: what sampling, evaluation and export use
 //!     online.safetensors     the weights being optimised
@@ -77,6 +78,8 @@ pub struct RunDir {
 }
 
 const WEIGHTS_DIR: &str = "checkpoint";
+/// A distilled flow map's frozen teacher, beside its config.
+pub const TEACHER_FILE: &str = "teacher.safetensors";
 
 impl RunDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -93,6 +96,9 @@ impl RunDir {
     }
     pub fn metrics_path(&self) -> PathBuf {
         self.root.join("metrics.jsonl")
+    }
+    pub fn teacher_path(&self) -> PathBuf {
+        self.root.join(TEACHER_FILE)
     }
     /// The directory holding the current weights, accepting a crash-interrupted swap and flat
     /// (exported) layouts where `model.safetensors` sits next to `config.json`.
@@ -191,9 +197,7 @@ pub fn load_config(run: &RunDir) -> Result<RunConfig, CheckpointError> {
         reason: e.to_string(),
     })?;
     config
-        .model
         .validate()
-        .and_then(|()| config.train.validate())
         .map_err(|reason| CheckpointError::Corrupt { path, reason })?;
     Ok(config)
 }

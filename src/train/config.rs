@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::optimizer::AdamWSettings;
 use crate::data::TokenizerKind;
+use crate::flow::flow_map::GroupFractions;
 use crate::model::ModelConfig;
 
 /// Bumped whenever the checkpoint layout changes incompatibly.
@@ -17,6 +18,28 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum ModelKind {
     /// A flow language model: one time, sampled with Euler steps.
     Flm,
+    /// A flow-map model (FMLM): two times, sampled with 1..N flow-map jumps.
+    #[serde(rename = "fmlm")]
+    FlowMap,
+}
+
+/// How a flow-map run is trained (DESIGN §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillConfig {
+    /// The FLM it was distilled from; `None` for self-distillation from the data.
+    pub teacher: Option<TeacherInfo>,
+    pub fractions: GroupFractions,
+}
+
+/// Where a distilled model's teacher came from. Its weights are copied into the run
+/// (`teacher.safetensors`), so resuming never depends on the teacher's folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherInfo {
+    /// The teacher's run directory as given to `flm distill`.
+    pub source: PathBuf,
+    /// Its training step and validation loss when it was copied.
+    pub step: Option<u64>,
+    pub valid_loss: Option<f64>,
 }
 
 /// Where the text comes from.
@@ -73,6 +96,20 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Defaults for flow-map training: AdamW with β2 = 0.95 (DESIGN §6), the rest as for FLMs.
+    pub fn flow_map_defaults() -> Self {
+        let defaults = Self::default();
+        Self {
+            adamw: AdamWSettings {
+                beta2: 0.95,
+                ..defaults.adamw
+            },
+            ..defaults
+        }
+    }
+}
+
 /// Everything in `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -81,8 +118,39 @@ pub struct RunConfig {
     pub model: ModelConfig,
     pub data: DataConfig,
     pub train: TrainConfig,
+    /// Present for flow-map runs (`kind: fmlm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
     /// `flm <version>` that wrote it.
     pub created_with: String,
+}
+
+impl RunConfig {
+    /// Checks that kind, model and distillation settings tell the same story.
+    pub fn validate(&self) -> Result<(), String> {
+        self.model.validate()?;
+        self.train.validate()?;
+        match (self.kind, &self.distill) {
+            (ModelKind::Flm, None) if !self.model.two_times => Ok(()),
+            (ModelKind::FlowMap, Some(distill)) if self.model.two_times => {
+                distill.fractions.validate()
+            }
+            _ => Err(
+                "`kind`, `model.two_times` and `distill` disagree: an FLM has one time and no \
+                 distill section, a flow map (fmlm) has two times and one"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The configuration of a distilled model's teacher: the same network with one time.
+    pub fn teacher_config(&self) -> RunConfig {
+        let mut teacher = self.clone();
+        teacher.kind = ModelKind::Flm;
+        teacher.model.two_times = false;
+        teacher.distill = None;
+        teacher
+    }
 }
 
 impl TrainConfig {

@@ -42,6 +42,9 @@ pub enum TrainEvent {
     },
     Samples {
         step: u64,
+        /// Which sampler made them ("euler" or "flow-map"), with how many steps.
+        sampler: &'static str,
+        steps: usize,
         texts: Vec<String>,
         /// Fraction of valid samples, for built-in tasks.
         valid_fraction: Option<f64>,

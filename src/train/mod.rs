@@ -1,16 +1,19 @@
-//! Training: the loop, its optimizer and EMA, checkpoints and progress events (DESIGN §4, §10).
+//! Training: the loop, its objectives (FLM denoising, flow-map distillation), optimizer and
+//! EMA, checkpoints and progress events (DESIGN §4, §6, §10).
 
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
 pub mod events;
+pub mod objective;
 pub mod optimizer;
 mod params;
 pub mod setup;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, LoadedModel, RunDir, TrainingState, load_model};
-pub use config::{DataConfig, ModelKind, RunConfig, TrainConfig};
+pub use config::{DataConfig, DistillConfig, ModelKind, RunConfig, TeacherInfo, TrainConfig};
 pub use events::{RunControl, StopReason, TrainEvent};
-pub use setup::{TrainRequest, prepare_run};
+pub use objective::Objective;
+pub use setup::{DistillRequest, TrainRequest, prepare_distill, prepare_run};
 pub use trainer::{TrainError, TrainJob, TrainSummary, train};

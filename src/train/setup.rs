@@ -1,17 +1,26 @@
 //! Turning a user's request (CLI flags, later GUI fields) into a ready run directory: fresh
-//! runs write `config.json` and the tokenizer; `--resume` reads them back.
+//! runs write `config.json` and the tokenizer (a distillation copies both, and the teacher's
+//! weights, from the teacher's run); `--resume` reads them back.
 
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::checkpoint::{CheckpointError, RunDir, load_config, write_json};
-use super::config::{DataConfig, ModelKind, RunConfig, SCHEMA_VERSION, TrainConfig};
-use super::trainer::TrainError;
+use super::checkpoint::{
+    CheckpointError, RunDir, TEACHER_FILE, load_config, load_state, load_tokenizer, write_atomic,
+    write_json,
+};
+use super::config::{
+    DataConfig, DistillConfig, ModelKind, RunConfig, SCHEMA_VERSION, TeacherInfo, TrainConfig,
+};
+use super::objective::Objective;
+use super::trainer::{TrainError, TrainJob};
 use crate::data::dataset::{TOKENIZER_FILE, TRAIN_CACHE_FILE, VALID_CACHE_FILE};
 use crate::data::{
     BuiltinTask, DataSource, TextDatasetSpec, TextTokenizer, TokenizerKind, prepare_text_dataset,
 };
+use crate::device::ComputeDevice;
+use crate::flow::flow_map::GroupFractions;
 use crate::model::{ModelConfig, ModelPreset};
 
 /// What the user asked for.
@@ -27,6 +36,22 @@ pub struct TrainRequest {
     pub vocab_size: usize,
     pub tokenizer: TokenizerKind,
     pub train: TrainConfig,
+    pub steps: Option<u64>,
+    pub minutes: Option<f64>,
+    pub resume: bool,
+    /// `Some`: train a flow map from the data by self-distillation (DESIGN §6 without a
+    /// teacher: diagonal targets are the clean one-hots).
+    pub flow_map: Option<GroupFractions>,
+}
+
+/// A request to distill a trained FLM into a flow map.
+#[derive(Debug, Clone)]
+pub struct DistillRequest {
+    /// The teacher's run directory (not needed with `resume`).
+    pub teacher: PathBuf,
+    pub out: PathBuf,
+    pub train: TrainConfig,
+    pub fractions: GroupFractions,
     pub steps: Option<u64>,
     pub minutes: Option<f64>,
     pub resume: bool,
@@ -48,49 +73,208 @@ pub struct PreparedRun {
     pub budget: Option<Duration>,
 }
 
+impl PreparedRun {
+    /// The training job on `device`, with the run's objective (a distillation loads its frozen
+    /// teacher there).
+    pub fn into_job(self, device: ComputeDevice) -> Result<TrainJob, TrainError> {
+        let objective = Objective::for_run(&self.config, &self.run, &device.device)?;
+        Ok(TrainJob {
+            run: self.run,
+            config: self.config,
+            data: self.data,
+            objective,
+            device,
+            target_steps: self.target_steps,
+            budget: self.budget,
+        })
+    }
+}
+
 /// Creates (or, with `resume`, reopens) the run directory.
 pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
     let run = RunDir::new(&request.out);
     request.train.validate().map_err(TrainError::Setup)?;
-    let config = if request.resume {
-        if !run.config_path().is_file() {
+    let limits = Limits::new(request.steps, request.minutes)?;
+    if request.resume {
+        return reopen_run(run, limits);
+    }
+    create_run_dir(&run)?;
+    start_run(run, new_config(request), limits)
+}
+
+/// Creates a distillation run from a trained FLM (or, with `resume`, reopens one). The
+/// teacher's tokenizer and weights are copied in, so the run stands on its own.
+pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainError> {
+    let run = RunDir::new(&request.out);
+    request.train.validate().map_err(TrainError::Setup)?;
+    request.fractions.validate().map_err(TrainError::Setup)?;
+    let limits = Limits::new(request.steps, request.minutes)?;
+    if request.resume {
+        let prepared = reopen_run(run, limits)?;
+        if prepared.config.kind != ModelKind::FlowMap {
             return Err(TrainError::Setup(format!(
-                "--resume: `{}` holds no run to resume (no config.json)\n  hint: drop --resume to start a new run there",
-                run.root().display()
+                "`{}` is an FLM training run, not a distillation\n  hint: resume it with `flm train --resume`",
+                prepared.run.root().display()
             )));
         }
-        if run.weights_dir().is_some() && !run.has_checkpoint() {
-            return Err(TrainError::Setup(format!(
-                "--resume: `{}` is an exported model without training state; it can be sampled \
-                 but not resumed\n  hint: resume the run directory it was exported from",
-                run.root().display()
-            )));
-        }
-        load_config(&run)?
-    } else {
-        if run.config_path().exists() {
-            return Err(TrainError::Setup(format!(
-                "`{}` already holds a run\n  hint: pass --resume to continue it, or choose another --out",
-                run.root().display()
-            )));
-        }
-        fs::create_dir_all(run.root()).map_err(|source| CheckpointError::Io {
-            path: run.root().to_path_buf(),
+        return Ok(prepared);
+    }
+
+    let teacher_run = RunDir::new(&request.teacher);
+    let teacher = load_config(&teacher_run)?;
+    if teacher.kind != ModelKind::Flm {
+        return Err(TrainError::Setup(format!(
+            "`{}` is already a flow-map model; distill from the FLM it came from",
+            request.teacher.display()
+        )));
+    }
+    let weights = teacher_run
+        .weights_dir()
+        .ok_or_else(|| CheckpointError::NoWeights(request.teacher.clone()))?
+        .join("model.safetensors");
+    let tokenizer = load_tokenizer(&teacher_run, &teacher)?;
+    let teacher_state = load_state(&teacher_run).ok();
+    let data = DataConfig {
+        source: locate_source(&teacher.data.source, &request.teacher)?,
+        valid: match &teacher.data.valid {
+            Some(valid) => Some(PathBuf::from(locate_source(
+                &valid.to_string_lossy(),
+                &request.teacher,
+            )?)),
+            None => None,
+        },
+        ..teacher.data.clone()
+    };
+    let config = RunConfig {
+        schema_version: SCHEMA_VERSION,
+        kind: ModelKind::FlowMap,
+        model: ModelConfig {
+            two_times: true,
+            ..teacher.model.clone()
+        },
+        data,
+        train: request.train.clone(),
+        distill: Some(DistillConfig {
+            teacher: Some(TeacherInfo {
+                source: request.teacher.clone(),
+                step: teacher_state.as_ref().map(|s| s.step),
+                valid_loss: teacher_state.and_then(|s| s.last_valid_loss),
+            }),
+            fractions: request.fractions,
+        }),
+        created_with: created_with(),
+    };
+
+    create_run_dir(&run)?;
+    let copy = |from: &std::path::Path, to: PathBuf| -> Result<(), CheckpointError> {
+        let bytes = fs::read(from).map_err(|source| CheckpointError::Io {
+            path: from.to_path_buf(),
             source,
         })?;
-        remove_leftovers(&run)?;
-        new_config(request)
+        write_atomic(&to, &bytes)
     };
+    tokenizer
+        .save(&run.tokenizer_path())
+        .map_err(CheckpointError::from)?;
+    copy(&weights, run.teacher_path())?;
+    // Token caches only save time; they are checked against the text before use.
+    for name in [TRAIN_CACHE_FILE, VALID_CACHE_FILE] {
+        let cached = teacher_run.root().join(name);
+        if cached.is_file() {
+            copy(&cached, run.root().join(name))?;
+        }
+    }
+    start_run(run, config, limits)
+}
+
+/// Where to stop: a step target, a time budget, or the default step count.
+struct Limits {
+    target_steps: Option<u64>,
+    budget: Option<Duration>,
+}
+
+impl Limits {
+    fn new(steps: Option<u64>, minutes: Option<f64>) -> Result<Self, TrainError> {
+        let budget = match minutes {
+            Some(minutes) => Some(
+                Duration::try_from_secs_f64(minutes * 60.0)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        TrainError::Setup(format!(
+                            "--minutes must be a positive number, got {minutes}"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let target_steps = match (steps, budget) {
+            (None, None) => Some(DEFAULT_STEPS),
+            (steps, _) => steps,
+        };
+        Ok(Self {
+            target_steps,
+            budget,
+        })
+    }
+}
+
+/// Reopens an existing run with the settings in its `config.json`.
+fn reopen_run(run: RunDir, limits: Limits) -> Result<PreparedRun, TrainError> {
+    if !run.config_path().is_file() {
+        return Err(TrainError::Setup(format!(
+            "--resume: `{}` holds no run to resume (no config.json)\n  hint: drop --resume to start a new run there",
+            run.root().display()
+        )));
+    }
+    if run.weights_dir().is_some() && !run.has_checkpoint() {
+        return Err(TrainError::Setup(format!(
+            "--resume: `{}` is an exported model without training state; it can be sampled \
+             but not resumed\n  hint: resume the run directory it was exported from",
+            run.root().display()
+        )));
+    }
+    let config = load_config(&run)?;
     let data = load_data(&config.data, &run)?;
-    let config = if request.resume {
-        config
-    } else {
-        let mut config = config;
-        config.model.vocab_size = data.tokenizer().vocab_size();
-        config.model.validate().map_err(TrainError::Setup)?;
-        write_json(&run.config_path(), &config)?;
-        config
-    };
+    finish(run, config, data, limits)
+}
+
+/// Creates the directory of a new run, refusing one that already holds a run.
+fn create_run_dir(run: &RunDir) -> Result<(), TrainError> {
+    if run.config_path().exists() {
+        return Err(TrainError::Setup(format!(
+            "`{}` already holds a run\n  hint: pass --resume to continue it, or choose another --out",
+            run.root().display()
+        )));
+    }
+    fs::create_dir_all(run.root()).map_err(|source| CheckpointError::Io {
+        path: run.root().to_path_buf(),
+        source,
+    })?;
+    remove_leftovers(run)?;
+    Ok(())
+}
+
+/// Loads the data of a new run, fixes the vocabulary size its tokenizer gives and writes
+/// `config.json` (the marker that the run exists).
+fn start_run(
+    run: RunDir,
+    mut config: RunConfig,
+    limits: Limits,
+) -> Result<PreparedRun, TrainError> {
+    let data = load_data(&config.data, &run)?;
+    config.model.vocab_size = data.tokenizer().vocab_size();
+    config.validate().map_err(TrainError::Setup)?;
+    write_json(&run.config_path(), &config)?;
+    finish(run, config, data, limits)
+}
+
+fn finish(
+    run: RunDir,
+    config: RunConfig,
+    data: DataSource,
+    limits: Limits,
+) -> Result<PreparedRun, TrainError> {
     if data.tokenizer().vocab_size() != config.model.vocab_size {
         return Err(CheckpointError::Mismatch {
             path: run.tokenizer_path(),
@@ -98,36 +282,42 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
         }
         .into());
     }
-    let budget = match request.minutes {
-        Some(minutes) => Some(
-            Duration::try_from_secs_f64(minutes * 60.0)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    TrainError::Setup(format!(
-                        "--minutes must be a positive number, got {minutes}"
-                    ))
-                })?,
-        ),
-        None => None,
-    };
-    let target_steps = match (request.steps, budget) {
-        (None, None) => Some(DEFAULT_STEPS),
-        (steps, _) => steps,
-    };
     Ok(PreparedRun {
         run,
         config,
         data,
-        target_steps,
-        budget,
+        target_steps: limits.target_steps,
+        budget: limits.budget,
     })
 }
 
-/// A directory without `config.json` holds no run; a tokenizer or token cache there is left
+/// The teacher's data, as a path that works from here: built-in tasks as they are, files as
+/// absolute paths (the teacher's config may hold a path relative to where it was trained).
+fn locate_source(source: &str, teacher: &std::path::Path) -> Result<String, TrainError> {
+    if BuiltinTask::parse(source).is_some() {
+        return Ok(source.to_string());
+    }
+    fs::canonicalize(source)
+        .map(|path| path.to_string_lossy().into_owned())
+        .map_err(|_| {
+            TrainError::Setup(format!(
+                "the teacher `{}` was trained on `{source}`, which is not found from here; \
+                 distillation needs the same text\n  hint: run flm from the directory the \
+                 teacher was trained in",
+                teacher.display()
+            ))
+        })
+}
+
+/// A directory without `config.json` holds no run; a tokenizer, token cache or teacher there is left
 /// from an attempt that failed before training began, and must not shape the new run.
 fn remove_leftovers(run: &RunDir) -> Result<(), CheckpointError> {
-    for name in [TOKENIZER_FILE, TRAIN_CACHE_FILE, VALID_CACHE_FILE] {
+    for name in [
+        TOKENIZER_FILE,
+        TRAIN_CACHE_FILE,
+        VALID_CACHE_FILE,
+        TEACHER_FILE,
+    ] {
         let path = run.root().join(name);
         match fs::remove_file(&path) {
             Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
@@ -137,6 +327,10 @@ fn remove_leftovers(run: &RunDir) -> Result<(), CheckpointError> {
         }
     }
     Ok(())
+}
+
+fn created_with() -> String {
+    format!("flm {}", env!("CARGO_PKG_VERSION"))
 }
 
 fn new_config(request: &TrainRequest) -> RunConfig {
@@ -150,11 +344,18 @@ fn new_config(request: &TrainRequest) -> RunConfig {
     } else {
         request.tokenizer
     };
+    let model = ModelConfig {
+        two_times: request.flow_map.is_some(),
+        // The vocabulary size is fixed once the tokenizer exists.
+        ..ModelConfig::from_preset(request.preset, request.vocab_size, seq_len)
+    };
     RunConfig {
         schema_version: SCHEMA_VERSION,
-        kind: ModelKind::Flm,
-        // The vocabulary size is fixed once the tokenizer exists.
-        model: ModelConfig::from_preset(request.preset, request.vocab_size, seq_len),
+        kind: match request.flow_map {
+            Some(_) => ModelKind::FlowMap,
+            None => ModelKind::Flm,
+        },
+        model,
         data: DataConfig {
             source: request.data.clone(),
             valid: request.valid.clone(),
@@ -163,7 +364,11 @@ fn new_config(request: &TrainRequest) -> RunConfig {
             seq_len,
         },
         train: request.train.clone(),
-        created_with: format!("flm {}", env!("CARGO_PKG_VERSION")),
+        distill: request.flow_map.map(|fractions| DistillConfig {
+            teacher: None,
+            fractions,
+        }),
+        created_with: created_with(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The FLM training loop (DESIGN §4): stratified times, noisy one-hots, cross-entropy, AdamW,
-//! EMA; validation, previews and atomic checkpoints along the way.
+//! The training loop shared by FLM training (DESIGN §4) and flow-map distillation (DESIGN §6):
+//! the objective's loss, AdamW, EMA; validation, previews and atomic checkpoints along the way.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use serde_json::json;
 use thiserror::Error;
 
@@ -18,13 +18,12 @@ use super::checkpoint::{
 use super::config::RunConfig;
 use super::ema;
 use super::events::{RunControl, StopReason, TrainEvent};
+use super::objective::Objective;
 use super::optimizer::AdamW;
 use crate::data::DataSource;
 use crate::device::ComputeDevice;
-use crate::flow::interpolant::{BatchTimes, noisy_onehots};
-use crate::flow::loss::cross_entropy;
-use crate::flow::noise::{standard_normal, stream_rng};
-use crate::flow::{SamplerSettings, Schedule, euler_sample};
+use crate::flow::noise::stream_rng;
+use crate::flow::{SamplerSettings, Schedule, sample};
 use crate::model::Dit;
 
 /// Why training could not go on.
@@ -50,6 +49,8 @@ pub struct TrainJob {
     pub run: RunDir,
     pub config: RunConfig,
     pub data: DataSource,
+    /// What is minimised; see [`Objective::for_run`].
+    pub objective: Objective,
     pub device: ComputeDevice,
     /// Stop when the total step count reaches this.
     pub target_steps: Option<u64>,
@@ -67,8 +68,6 @@ pub struct TrainSummary {
     pub tokens_per_sec: f64,
 }
 
-/// Validation uses its own noise streams, far from the training streams `1..=steps`.
-const VALID_STREAM_BASE: u64 = 1 << 40;
 /// Preview samples use a fixed seed so successive previews are comparable.
 const PREVIEW_SEED: u64 = 1234;
 
@@ -82,6 +81,7 @@ pub fn train(
         run,
         config,
         data,
+        objective,
         device,
         target_steps,
         budget,
@@ -104,7 +104,7 @@ pub fn train(
     } else {
         // Lines from an attempt that died before its first checkpoint describe no saved state.
         truncate_metrics(&run, 0)?;
-        let model = Dit::new(&config.model, settings.seed, &grad_device);
+        let model = objective.initial_model(&config, settings.seed, &grad_device);
         let average = ema::snapshot(&model);
         let state = TrainingState {
             step: 0,
@@ -117,7 +117,7 @@ pub fn train(
     };
     let mut last_checkpoint = run.has_checkpoint().then_some(state.step);
 
-    let (batch, seq_len, vocab) = (settings.batch_size, data.seq_len(), config.model.vocab_size);
+    let (batch, seq_len) = (settings.batch_size, data.seq_len());
     let tokens_per_step = batch * seq_len;
     let valid_batches = data.valid_batches(settings.seed, batch, settings.eval_batches);
     let send = |event: TrainEvent| {
@@ -135,16 +135,19 @@ pub fn train(
 
     // Validation loss of the EMA weights, logged and reported.
     let validate = |average: &Dit, step: u64| -> Result<f64, CheckpointError> {
-        let loss = validation_loss(
+        let (loss, parts) = objective.validation_loss(
             average,
             &valid_batches,
-            &schedule,
-            settings.seed,
             seq_len,
-            vocab,
+            settings.seed,
+            &schedule,
             &base_device,
         );
-        append_metric(&run, json!({"step": step, "valid_loss": loss}))?;
+        let mut record = json!({"step": step, "valid_loss": loss});
+        for (name, value) in parts {
+            record[format!("valid_{name}")] = json!(value);
+        }
+        append_metric(&run, record)?;
         send(TrainEvent::Validation { step, loss });
         Ok(loss)
     };
@@ -177,16 +180,13 @@ pub fn train(
             continue;
         }
 
-        // One optimisation step (DESIGN §4).
+        // One optimisation step.
         let step_index = state.step;
         let mut rng = stream_rng(settings.seed, step_index + 1);
         let tokens = data.train_batch(&mut rng, batch);
-        let times = BatchTimes::stratified(&mut rng, batch, &schedule);
-        let noise = standard_normal(&mut rng, tokens.len() * vocab);
-        let noisy = noisy_onehots(&tokens, &times.gammas, noise, seq_len, vocab, &grad_device);
-        let targets = token_tensor(&tokens, batch, seq_len, &grad_device);
-        let logits = model.forward(noisy, times.tau_tensor(&grad_device), None);
-        let loss = cross_entropy(logits, targets);
+        let batch_loss =
+            objective.loss(&model, &tokens, seq_len, &mut rng, &schedule, &base_device);
+        let loss = batch_loss.loss;
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
@@ -216,11 +216,11 @@ pub fn train(
         state.tokens_seen += tokens_per_step as u64;
         state.elapsed_secs = start_elapsed + (session_start.elapsed() - paused_for).as_secs_f64();
         state.last_train_loss = Some(loss_value);
-        window.add(loss_value, tokens_per_step);
+        window.add(loss_value, &batch_loss.parts, tokens_per_step);
         let step = state.step;
 
         if step % settings.log_every == 0 || step == 1 {
-            let (mean_loss, tokens_per_sec) = window.take();
+            let (mean_loss, parts, tokens_per_sec) = window.take();
             last_throughput = tokens_per_sec;
             let eta_secs = eta(
                 step,
@@ -230,11 +230,12 @@ pub fn train(
                 tokens_per_sec,
                 tokens_per_step,
             );
-            append_metric(
-                &run,
-                json!({"step": step, "loss": mean_loss, "lr": learning_rate,
-                "grad_norm": grad_norm, "tokens_per_sec": tokens_per_sec, "elapsed_secs": state.elapsed_secs}),
-            )?;
+            let mut record = json!({"step": step, "loss": mean_loss, "lr": learning_rate,
+                "grad_norm": grad_norm, "tokens_per_sec": tokens_per_sec, "elapsed_secs": state.elapsed_secs});
+            for (name, value) in parts {
+                record[name] = json!(value);
+            }
+            append_metric(&run, record)?;
             send(TrainEvent::Step {
                 step,
                 loss: mean_loss,
@@ -250,7 +251,14 @@ pub fn train(
             validated_at = Some(step);
         }
         if step % settings.sample_every == 0 {
-            send(preview(&average, &schedule, &data, step, &base_device));
+            send(preview(
+                &average,
+                &objective,
+                &schedule,
+                &data,
+                step,
+                &base_device,
+            ));
         }
         if step % settings.checkpoint_every == 0
             || last_checkpoint_time.elapsed().as_secs_f64() >= settings.checkpoint_secs
@@ -287,58 +295,26 @@ pub fn train(
     })
 }
 
-/// (B·L) ids → an Int tensor (B, L).
-pub fn token_tensor(
-    tokens: &[u32],
-    batch: usize,
-    seq_len: usize,
-    device: &Device,
-) -> Tensor<2, Int> {
-    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-    Tensor::from_data(TensorData::new(ids, [batch, seq_len]), device)
-}
-
-/// Mean denoising cross-entropy of `model` over fixed batches, times and noise, so values
-/// from different steps are comparable.
-pub fn validation_loss(
-    model: &Dit,
-    batches: &[Vec<u32>],
-    schedule: &Schedule,
-    seed: u64,
-    seq_len: usize,
-    vocab: usize,
-    device: &Device,
-) -> f64 {
-    let mut total = 0.0;
-    for (index, tokens) in batches.iter().enumerate() {
-        let batch = tokens.len() / seq_len;
-        let mut rng = stream_rng(seed, VALID_STREAM_BASE + index as u64);
-        let times = BatchTimes::stratified(&mut rng, batch, schedule);
-        let noise = standard_normal(&mut rng, tokens.len() * vocab);
-        let noisy = noisy_onehots(tokens, &times.gammas, noise, seq_len, vocab, device);
-        let logits = model.forward(noisy, times.tau_tensor(device), None);
-        let targets = token_tensor(tokens, batch, seq_len, device);
-        total += cross_entropy(logits, targets).into_scalar::<f32>() as f64;
-    }
-    total / batches.len().max(1) as f64
-}
-
+/// Samples of the EMA weights with the model's own sampler; built-in tasks sample enough
+/// sequences for the valid fraction to mean something.
 fn preview(
     model: &Dit,
+    objective: &Objective,
     schedule: &Schedule,
     data: &DataSource,
     step: u64,
     device: &Device,
 ) -> TrainEvent {
+    let (sampler, steps) = objective.preview_sampler();
     let settings = SamplerSettings {
-        steps: 32,
+        steps,
         seed: PREVIEW_SEED,
         stream: 0,
-        batch: 4,
+        batch: if data.task().is_some() { 32 } else { 4 },
         seq_len: data.seq_len(),
         top_k: 0,
     };
-    let output = euler_sample(model, schedule, &settings, device);
+    let output = sample(model, sampler, schedule, &settings, device);
     let texts = output
         .tokens
         .iter()
@@ -353,6 +329,8 @@ fn preview(
         .then(|| valid.iter().filter(|&&v| v).count() as f64 / valid.len() as f64);
     TrainEvent::Samples {
         step,
+        sampler: sampler.name(),
+        steps,
         texts,
         valid_fraction,
     }
@@ -379,9 +357,11 @@ fn eta(
     }
 }
 
-/// Mean loss and throughput since the last progress event.
+/// Mean loss (and its named parts) and throughput since the last progress event.
 struct LossWindow {
     losses: f64,
+    /// Name, sum and count of each loss part.
+    parts: Vec<(&'static str, f64, usize)>,
     count: usize,
     tokens: usize,
     since: Instant,
@@ -391,6 +371,7 @@ impl Default for LossWindow {
     fn default() -> Self {
         Self {
             losses: 0.0,
+            parts: Vec::new(),
             count: 0,
             tokens: 0,
             since: Instant::now(),
@@ -399,16 +380,31 @@ impl Default for LossWindow {
 }
 
 impl LossWindow {
-    fn add(&mut self, loss: f64, tokens: usize) {
+    fn add(&mut self, loss: f64, parts: &[(&'static str, f64)], tokens: usize) {
         self.losses += loss;
+        for &(name, value) in parts {
+            match self.parts.iter_mut().find(|(n, ..)| *n == name) {
+                Some((_, sum, count)) => {
+                    *sum += value;
+                    *count += 1;
+                }
+                None => self.parts.push((name, value, 1)),
+            }
+        }
         self.count += 1;
         self.tokens += tokens;
     }
 
-    fn take(&mut self) -> (f64, f64) {
+    /// Mean loss, mean parts (over the steps that had them: group sizes vary) and tokens/s.
+    fn take(&mut self) -> (f64, Vec<(&'static str, f64)>, f64) {
         let secs = self.since.elapsed().as_secs_f64().max(1e-9);
+        let count = self.count.max(1) as f64;
         let result = (
-            self.losses / self.count.max(1) as f64,
+            self.losses / count,
+            self.parts
+                .iter()
+                .map(|&(name, sum, n)| (name, sum / n as f64))
+                .collect(),
             self.tokens as f64 / secs,
         );
         *self = Self::default();

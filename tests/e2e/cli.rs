@@ -137,6 +137,7 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
         assert_eq!(line["tokens"].as_array().unwrap().len(), 32);
         assert!(line["text"].is_string());
         assert!(line["valid"].is_boolean());
+        assert_eq!(line["sampler"], "euler");
     }
     let recorded: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trajectory).unwrap()).unwrap();
@@ -164,6 +165,55 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
     ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+
+    // η is a flow-map setting: an FLM refuses it and says what to do.
+    let eta = flm(&[
+        "sample", "--ckpt", run_str, "--eta", "0.5", "--device", "cpu",
+    ]);
+    assert_eq!(eta.status.code(), Some(1));
+    assert!(stderr(&eta).contains("flm distill"), "{}", stderr(&eta));
+
+    // Distill it, then sample the flow map: the sampler is picked from the checkpoint.
+    let student = dir.join("student");
+    let student_str = student.to_str().unwrap();
+    let output = flm(&[
+        "distill",
+        "--teacher",
+        run_str,
+        "--out",
+        student_str,
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = flm(&[
+        "sample",
+        "--ckpt",
+        student_str,
+        "--steps",
+        "2",
+        "--eta",
+        "0.5",
+        "--n",
+        "2",
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for line in stdout(&output).lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["sampler"], "flow-map");
+        assert_eq!(line["eta"], 0.5);
+        assert_eq!(line["steps"], 2);
+    }
+    let info = stdout(&flm(&["info", "--ckpt", student_str]));
+    assert!(
+        info.contains("flow map") && info.contains("teacher"),
+        "{info}"
+    );
 
     let missing = flm(&[
         "sample",

@@ -60,20 +60,21 @@ pub fn micro_request(out: &Path, data: &str) -> TrainRequest {
         steps: Some(20),
         minutes: None,
         resume: false,
+        flow_map: None,
     }
 }
 
 /// Trains a prepared run to completion on the CPU, collecting every event.
 pub fn run_prepared(prepared: PreparedRun) -> (Result<TrainSummary, TrainError>, Vec<TrainEvent>) {
+    match prepared.into_job(cpu()) {
+        Ok(job) => run_job(job),
+        Err(error) => (Err(error), Vec::new()),
+    }
+}
+
+/// Trains a job to completion, collecting every event.
+pub fn run_job(job: TrainJob) -> (Result<TrainSummary, TrainError>, Vec<TrainEvent>) {
     let (sender, receiver) = mpsc::channel();
-    let job = TrainJob {
-        run: prepared.run,
-        config: prepared.config,
-        data: prepared.data,
-        device: cpu(),
-        target_steps: prepared.target_steps,
-        budget: prepared.budget,
-    };
     let result = train(job, &RunControl::default(), &sender);
     drop(sender);
     (result, receiver.into_iter().collect())

@@ -20,14 +20,7 @@ fn wgpu_backend_matches_cpu_for_training_and_sampling() {
     request.steps = Some(3);
     let prepared = prepare_run(&request).unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
-    let job = flm::train::TrainJob {
-        run: prepared.run,
-        config: prepared.config,
-        data: prepared.data,
-        device: gpu.clone(),
-        target_steps: prepared.target_steps,
-        budget: None,
-    };
+    let job = prepared.into_job(gpu.clone()).unwrap();
     flm::train::train(job, &Default::default(), &sender).expect("trains on wgpu");
     drop(sender);
     let gpu_losses = step_losses(&receiver.into_iter().collect::<Vec<_>>());

@@ -3,6 +3,7 @@
 mod checkpoints;
 mod cli;
 mod common;
+mod distill;
 mod gpu;
 mod sampling;
 mod training;

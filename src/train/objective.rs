@@ -1,0 +1,189 @@
+//! What a run optimises: the FLM denoising loss (DESIGN §4) or flow-map distillation
+//! (DESIGN §6). Everything else about training — optimizer, EMA, validation cadence,
+//! checkpoints, progress — is shared, so the loop in `trainer.rs` does not care which.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand_chacha::ChaCha8Rng;
+
+use super::checkpoint::{CheckpointError, RunDir, load_weights};
+use super::config::{ModelKind, RunConfig};
+use crate::flow::distill::{DistillBatch, FlowMapObjective};
+use crate::flow::interpolant::{BatchTimes, noisy_onehots};
+use crate::flow::loss::cross_entropy;
+use crate::flow::noise::{standard_normal, stream_rng};
+use crate::flow::{SamplerKind, Schedule};
+use crate::model::Dit;
+
+/// The loss a run minimises.
+pub enum Objective {
+    /// Cross-entropy of the one-time denoiser against the clean tokens.
+    Denoising,
+    /// Semigroup distillation of a two-time flow map.
+    FlowMap(FlowMapObjective),
+}
+
+/// One batch's loss, with named parts for the metrics log.
+pub struct BatchLoss {
+    /// Scalar on the model's device (autodiff when training).
+    pub loss: Tensor<1>,
+    pub parts: Vec<(&'static str, f64)>,
+}
+
+/// Validation streams sit far from the training streams `1..=steps`.
+const VALID_STREAM_BASE: u64 = 1 << 40;
+
+impl Objective {
+    /// The objective `config` describes; a distillation run loads the frozen teacher that
+    /// was copied into the run directory, on `device` (no gradients).
+    pub fn for_run(
+        config: &RunConfig,
+        run: &RunDir,
+        device: &Device,
+    ) -> Result<Self, CheckpointError> {
+        match (config.kind, &config.distill) {
+            (ModelKind::Flm, _) => Ok(Objective::Denoising),
+            (ModelKind::FlowMap, Some(distill)) => {
+                let teacher = match distill.teacher {
+                    Some(_) => Some(load_weights(
+                        &run.teacher_path(),
+                        &config.teacher_config(),
+                        device,
+                    )?),
+                    None => None,
+                };
+                Ok(Objective::FlowMap(FlowMapObjective {
+                    teacher,
+                    fractions: distill.fractions,
+                }))
+            }
+            (ModelKind::FlowMap, None) => Err(CheckpointError::Corrupt {
+                path: run.config_path(),
+                reason: "a flow-map run needs a `distill` section".into(),
+            }),
+        }
+    }
+
+    /// The weights a fresh run starts from: random for an FLM or a self-distilled flow map,
+    /// the teacher plus a silent second time embedder for a distilled one (`device` is the
+    /// training device).
+    pub fn initial_model(&self, config: &RunConfig, seed: u64, device: &Device) -> Dit {
+        match self {
+            Objective::FlowMap(FlowMapObjective {
+                teacher: Some(teacher),
+                ..
+            }) => {
+                let weights = super::params::flat_params(teacher);
+                let copy = super::params::map_params(
+                    Dit::new(&config.teacher_config().model, seed, device),
+                    &mut |path, _, value| match weights.get(path) {
+                        Some(taught) => taught.clone().to_device(&value.device()),
+                        None => value,
+                    },
+                );
+                copy.with_second_time(seed)
+            }
+            _ => Dit::new(&config.model, seed, device),
+        }
+    }
+
+    /// The sampler that shows this run's progress in previews: the model's own.
+    pub fn preview_sampler(&self) -> (SamplerKind, usize) {
+        match self {
+            Objective::Denoising => (SamplerKind::Euler, 32),
+            Objective::FlowMap(_) => (SamplerKind::FlowMap { eta: 0.0 }, 1),
+        }
+    }
+
+    /// The loss of `model` on `tokens` (B·L ids), drawing times and noise from `rng`.
+    /// `base_device` is the device without autodiff, where targets are computed.
+    pub fn loss(
+        &self,
+        model: &Dit,
+        tokens: &[u32],
+        seq_len: usize,
+        rng: &mut ChaCha8Rng,
+        schedule: &Schedule,
+        base_device: &Device,
+    ) -> BatchLoss {
+        let vocab = model.vocab_size();
+        match self {
+            Objective::Denoising => {
+                let device = model.embedding.val().device();
+                let batch = tokens.len() / seq_len;
+                let times = BatchTimes::stratified(rng, batch, schedule);
+                let noise = standard_normal(rng, tokens.len() * vocab);
+                let noisy = noisy_onehots(tokens, &times.gammas, noise, seq_len, vocab, &device);
+                let logits = model.forward(noisy, times.tau_tensor(&device), None);
+                let targets = token_tensor(tokens, batch, seq_len, &device);
+                BatchLoss {
+                    loss: cross_entropy(logits, targets),
+                    parts: Vec::new(),
+                }
+            }
+            Objective::FlowMap(objective) => {
+                let batch = DistillBatch {
+                    tokens,
+                    seq_len,
+                    vocab,
+                };
+                let result = objective.loss(model, batch, rng, schedule, base_device);
+                let parts = [
+                    ("diagonal_loss", result.diagonal),
+                    ("off_diagonal_loss", result.off_diagonal),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| value.map(|v| (name, v)))
+                .collect();
+                BatchLoss {
+                    loss: result.loss,
+                    parts,
+                }
+            }
+        }
+    }
+
+    /// Mean loss of `model` (no autodiff) over fixed batches, with fixed times and noise, so
+    /// values from different steps are comparable. Parts are averaged the same way.
+    pub fn validation_loss(
+        &self,
+        model: &Dit,
+        batches: &[Vec<u32>],
+        seq_len: usize,
+        seed: u64,
+        schedule: &Schedule,
+        device: &Device,
+    ) -> (f64, Vec<(&'static str, f64)>) {
+        let mut total = 0.0;
+        let mut parts: Vec<(&'static str, f64, usize)> = Vec::new();
+        for (index, tokens) in batches.iter().enumerate() {
+            let mut rng = stream_rng(seed, VALID_STREAM_BASE + index as u64);
+            let batch = self.loss(model, tokens, seq_len, &mut rng, schedule, device);
+            total += batch.loss.into_scalar::<f32>() as f64;
+            for (name, value) in batch.parts {
+                match parts.iter_mut().find(|(n, ..)| *n == name) {
+                    Some((_, sum, count)) => {
+                        *sum += value;
+                        *count += 1;
+                    }
+                    None => parts.push((name, value, 1)),
+                }
+            }
+        }
+        let mean_parts = parts
+            .into_iter()
+            .map(|(name, sum, count)| (name, sum / count as f64))
+            .collect();
+        (total / batches.len().max(1) as f64, mean_parts)
+    }
+}
+
+/// (B·L) ids → an Int tensor (B, L).
+pub fn token_tensor(
+    tokens: &[u32],
+    batch: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Tensor<2, Int> {
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [batch, seq_len]), device)
+}
