@@ -19,7 +19,7 @@ pub enum Objective {
     /// Cross-entropy of the one-time denoiser against the clean tokens.
     Denoising,
     /// Semigroup distillation of a two-time flow map.
-    FlowMap(FlowMapObjective),
+    FlowMap(Box<FlowMapObjective>),
 }
 
 /// One batch's loss, with named parts for the metrics log.
@@ -51,10 +51,10 @@ impl Objective {
                     )?),
                     None => None,
                 };
-                Ok(Objective::FlowMap(FlowMapObjective {
+                Ok(Objective::FlowMap(Box::new(FlowMapObjective {
                     teacher,
                     fractions: distill.fractions,
-                }))
+                })))
             }
             (ModelKind::FlowMap, None) => Err(CheckpointError::Corrupt {
                 path: run.config_path(),
@@ -67,23 +67,22 @@ impl Objective {
     /// the teacher plus a silent second time embedder for a distilled one (`device` is the
     /// training device).
     pub fn initial_model(&self, config: &RunConfig, seed: u64, device: &Device) -> Dit {
-        match self {
-            Objective::FlowMap(FlowMapObjective {
-                teacher: Some(teacher),
-                ..
-            }) => {
-                let weights = super::params::flat_params(teacher);
-                let copy = super::params::map_params(
-                    Dit::new(&config.teacher_config().model, seed, device),
-                    &mut |path, _, value| match weights.get(path) {
-                        Some(taught) => taught.clone().to_device(&value.device()),
-                        None => value,
-                    },
-                );
-                copy.with_second_time(seed)
-            }
-            _ => Dit::new(&config.model, seed, device),
-        }
+        let teacher = match self {
+            Objective::FlowMap(objective) => objective.teacher.as_ref(),
+            Objective::Denoising => None,
+        };
+        let Some(teacher) = teacher else {
+            return Dit::new(&config.model, seed, device);
+        };
+        let weights = super::params::flat_params(teacher);
+        let copy = super::params::map_params(
+            Dit::new(&config.teacher_config().model, seed, device),
+            &mut |path, _, value| match weights.get(path) {
+                Some(taught) => taught.clone().to_device(&value.device()),
+                None => value,
+            },
+        );
+        copy.with_second_time(seed)
     }
 
     /// The sampler that shows this run's progress in previews: the model's own.
