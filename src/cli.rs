@@ -18,8 +18,8 @@ use flm::flow::{SamplerKind, SamplerSettings, Schedule, euler_sample, sample};
 use flm::model::ModelPreset;
 use flm::train::setup::{DEFAULT_VOCAB, PreparedRun};
 use flm::train::{
-    DistillRequest, ModelKind, RunControl, StopReason, TrainConfig, TrainEvent, TrainRequest,
-    load_model, prepare_distill, prepare_run, train,
+    DistillRequest, ModelKind, NewModelKind, RunControl, StopReason, TrainConfig, TrainEvent,
+    TrainRequest, load_model, prepare_distill, prepare_run, train,
 };
 
 #[derive(Parser, Debug)]
@@ -42,8 +42,14 @@ pub enum Command {
     Train(TrainArgs),
     /// Distill a trained FLM into a flow-map model (FMLM) that samples in 1..N steps.
     Distill(DistillArgs),
+    /// Train the autoregressive reference model `flm eval` scores samples with (same flags as
+    /// `train`; pass --tokenizer-from <the FLM's run> so both share one tokenizer).
+    TrainAr(TrainArgs),
     /// Generate text from a trained checkpoint.
     Sample(SampleArgs),
+    /// Evaluate FLM / FMLM checkpoints at several step counts: gen-PPL under a reference
+    /// model, distribution distances to held-out text, diversity, validity, speed.
+    Eval(EvalArgs),
     /// Show a checkpoint's configuration, size and progress.
     Info(InfoArgs),
     /// Print the time reparameterization γ(τ) for a vocabulary size.
@@ -76,6 +82,10 @@ pub struct TrainArgs {
     /// Tokenizer for text files: bpe or char [default: bpe]
     #[arg(long)]
     pub tokenizer: Option<TokenizerKind>,
+    /// Reuse the tokenizer of this run directory instead of training one (for a reference
+    /// model that must score another model's samples).
+    #[arg(long)]
+    pub tokenizer_from: Option<PathBuf>,
     /// Train a one-step flow map (FMLM) directly from the data by self-distillation, instead
     /// of an FLM (diagonal targets are the clean tokens; see also `flm distill`).
     #[arg(long)]
@@ -213,6 +223,7 @@ impl TrainArgs {
             ("--vocab", self.vocab.is_some()),
             ("--tokenizer", self.tokenizer.is_some()),
             ("--flow-map", self.flow_map),
+            ("--tokenizer-from", self.tokenizer_from.is_some()),
         ])
     }
 }
@@ -251,6 +262,44 @@ pub struct SampleArgs {
     /// deterministic flow map; one step is the same for every η.
     #[arg(long)]
     pub eta: Option<f64>,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// FLM or FMLM checkpoint to evaluate; repeat to compare several in one report.
+    #[arg(long, required = true)]
+    pub ckpt: Vec<PathBuf>,
+    /// Step counts, comma-separated; give one list for all checkpoints or one per --ckpt, in
+    /// the same order [default: 1,2,4,8,16,32]
+    #[arg(long)]
+    pub steps: Vec<String>,
+    /// Autoregressive reference model (`flm train-ar`, same tokenizer) that scores samples.
+    #[arg(long = "ref")]
+    pub reference: Option<PathBuf>,
+    /// Held-out text file [default for built-in tasks: freshly generated sequences]
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Stochasticity η of flow-map sampling.
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Samples per checkpoint and step count.
+    #[arg(long, default_value_t = 256)]
+    pub n: usize,
+    /// Sequences sampled together.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Noise seed: the same seed gives the same samples and metrics.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON on stdout instead of markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the markdown report here, with the JSON and a PNG plot beside it (same name,
+    /// .json and .png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -300,9 +349,11 @@ const SAMPLE_BATCH: usize = 64;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Train(args)) => run_train(args),
+        Some(Command::Train(args)) => run_train(args, false),
+        Some(Command::TrainAr(args)) => run_train(args, true),
         Some(Command::Distill(args)) => run_distill(args),
         Some(Command::Sample(args)) => run_sample(args),
+        Some(Command::Eval(args)) => run_eval(args),
         Some(Command::Info(args)) => run_info(args),
         Some(Command::Schedule(args)) => run_schedule(args),
         Some(Command::Demo(args)) => run_demo(args),
@@ -325,7 +376,11 @@ fn pick_device(choice: DeviceChoice) -> Result<ComputeDevice> {
     Ok(device)
 }
 
-fn run_train(args: TrainArgs) -> Result<()> {
+/// `flm train` (an FLM, or a self-distilled flow map) and `flm train-ar` (the reference model).
+fn run_train(args: TrainArgs, autoregressive: bool) -> Result<()> {
+    if autoregressive && args.flow_map {
+        bail!("--flow-map does not apply to `flm train-ar`");
+    }
     args.run.check(args.data_shaping_flags())?;
     let request = TrainRequest {
         out: args.out.clone(),
@@ -343,9 +398,14 @@ fn run_train(args: TrainArgs) -> Result<()> {
         steps: args.run.steps,
         minutes: args.run.minutes,
         resume: args.run.resume,
-        flow_map: args
-            .flow_map
-            .then(|| GroupFractions::with_diagonal(args.diag_frac.unwrap_or(DEFAULT_DIAG_FRAC))),
+        tokenizer_from: args.tokenizer_from.clone(),
+        kind: match (autoregressive, args.flow_map) {
+            (true, _) => NewModelKind::Autoregressive,
+            (false, true) => NewModelKind::SelfDistilledFlowMap(GroupFractions::with_diagonal(
+                args.diag_frac.unwrap_or(DEFAULT_DIAG_FRAC),
+            )),
+            (false, false) => NewModelKind::Flm,
+        },
     };
     let device = pick_device(args.device.device)?;
     eprintln!("preparing data in {} …", request.out.display());
@@ -392,6 +452,7 @@ fn train_with_progress(prepared: PreparedRun, device: ComputeDevice) -> Result<(
         match prepared.config.kind {
             ModelKind::Flm => "FLM",
             ModelKind::FlowMap => "flow map (FMLM)",
+            ModelKind::Autoregressive => "autoregressive reference",
         },
         model.num_params(),
         model.vocab_size,
@@ -591,6 +652,11 @@ fn run_sample(args: SampleArgs) -> Result<()> {
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
     let sampler = match (loaded.config.kind, args.eta) {
+        (ModelKind::Autoregressive, _) => bail!(
+            "`{}` is an autoregressive reference model: it scores samples in `flm eval` and \
+             is not sampled by `flm sample`",
+            args.ckpt.display()
+        ),
         (ModelKind::FlowMap, eta) => SamplerKind::FlowMap {
             eta: eta.unwrap_or(0.0),
         },
@@ -690,6 +756,210 @@ fn run_sample(args: SampleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Held-out sequences cap: plenty for n-gram statistics, bounded reference-scoring cost.
+const MAX_HELD_OUT: usize = 1024;
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    use flm::eval::report::{
+        EvalReport, EvalSettings, HeldOut, ModelEvaluation, SampleMetrics, Yardstick,
+        denoiser_cross_entropy, evaluate_samplers,
+    };
+    if args.n == 0 || args.batch == 0 {
+        bail!("--n and --batch must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.eta) {
+        bail!("--eta must be in [0, 1]");
+    }
+    let steps_per_model = step_lists(&args.steps, args.ckpt.len())?;
+    let device = pick_device(args.device.device)?;
+    let models = args
+        .ckpt
+        .iter()
+        .map(|dir| load_model(dir, &device.device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = &models[0];
+    for (dir, loaded) in args.ckpt.iter().zip(&models) {
+        if loaded.config.kind == ModelKind::Autoregressive {
+            bail!(
+                "`{}` is an autoregressive reference model; pass it with --ref",
+                dir.display()
+            );
+        }
+        if loaded.tokenizer.fingerprint() != first.tokenizer.fingerprint()
+            || loaded.config.model.seq_len != first.config.model.seq_len
+        {
+            bail!(
+                "`{}` and `{}` use different tokenizers or sequence lengths; compare models \
+                 trained on the same data",
+                args.ckpt[0].display(),
+                dir.display()
+            );
+        }
+    }
+    let reference = match &args.reference {
+        Some(dir) => {
+            let loaded = load_model(dir, &device.device)?;
+            if loaded.config.kind != ModelKind::Autoregressive {
+                bail!(
+                    "--ref `{}` is not an autoregressive reference model\n  hint: train one with \
+                     `flm train-ar --data <the same text> --out DIR`",
+                    dir.display()
+                );
+            }
+            if loaded.tokenizer.fingerprint() != first.tokenizer.fingerprint() {
+                bail!(
+                    "the reference model `{}` uses a different tokenizer than `{}`; its scores \
+                     would be meaningless\n  hint: train it on the same text with the same \
+                     --vocab and --tokenizer (tokenizer training is deterministic)",
+                    dir.display(),
+                    args.ckpt[0].display()
+                );
+            }
+            Some(loaded)
+        }
+        None => None,
+    };
+    let seq_len = first.config.model.seq_len;
+    let tokenizer = &first.tokenizer;
+    let task = BuiltinTask::parse(&first.config.data.source).and_then(Result::ok);
+    let held_out_sequences: Vec<Vec<u32>> = match (&args.valid, task) {
+        (Some(path), _) => {
+            let text = flm::data::load_text(path)?;
+            let ids = tokenizer.encode(&text)?;
+            let packed = flm::data::PackedSequences::pack(&ids, seq_len);
+            if packed.is_empty() {
+                bail!(
+                    "`{}` holds {} tokens, fewer than one sequence of {seq_len}",
+                    path.display(),
+                    ids.len()
+                );
+            }
+            (0..packed.len().min(MAX_HELD_OUT))
+                .map(|i| packed.sequence(i).to_vec())
+                .collect()
+        }
+        (None, Some(task)) => {
+            let mut rng = flm::flow::noise::stream_rng(args.seed, u64::MAX - 7);
+            task.batch(tokenizer, &mut rng, args.n, seq_len)
+                .chunks(seq_len)
+                .map(<[u32]>::to_vec)
+                .collect()
+        }
+        (None, None) => bail!("--valid FILE is needed for models trained on text"),
+    };
+    let held_out = HeldOut::new(held_out_sequences);
+    let yardstick = Yardstick {
+        held_out: &held_out,
+        reference: reference.as_ref().map(|r| (&r.model, seq_len)),
+        task: task.map(|t| (t, tokenizer)),
+    };
+    eprintln!(
+        "held-out: {} sequences of {seq_len} tokens",
+        held_out.sequences.len()
+    );
+    let held_out_metrics = SampleMetrics::compute(&held_out.sequences, yardstick);
+
+    let mut evaluations = Vec::new();
+    for ((dir, loaded), steps) in args.ckpt.iter().zip(&models).zip(steps_per_model) {
+        let sampler = match loaded.config.kind {
+            ModelKind::FlowMap => SamplerKind::FlowMap { eta: args.eta },
+            _ => SamplerKind::Euler,
+        };
+        let settings = EvalSettings {
+            sampler,
+            steps,
+            samples: args.n,
+            batch: args.batch,
+            seed: args.seed,
+        };
+        let name = dir.display().to_string();
+        let denoiser_ce =
+            denoiser_cross_entropy(&loaded.model, &held_out, seq_len, args.seed, &device.device);
+        let results = evaluate_samplers(
+            &loaded.model,
+            &settings,
+            seq_len,
+            yardstick,
+            &device.device,
+            &mut |r| {
+                eprintln!(
+                    "{name}: {} {} steps: gen-PPL {} JS-2 {:.4} entropy {:.3}{} ({:.2} s/batch)",
+                    r.sampler,
+                    r.steps,
+                    r.metrics
+                        .gen_ppl
+                        .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+                    r.metrics.js_bigram,
+                    r.metrics.unigram_entropy,
+                    r.metrics
+                        .validity
+                        .map_or_else(String::new, |v| format!(" valid {:.1}%", v * 100.0)),
+                    r.secs_per_batch
+                )
+            },
+        );
+        evaluations.push(ModelEvaluation {
+            model: name,
+            kind: match loaded.config.kind {
+                ModelKind::FlowMap => "fmlm".into(),
+                _ => "flm".into(),
+            },
+            denoiser_ce,
+            results,
+        });
+    }
+    let report = EvalReport {
+        reference: args.reference.as_ref().map(|p| p.display().to_string()),
+        seed: args.seed,
+        samples_per_setting: args.n,
+        seq_len,
+        vocab_size: first.config.model.vocab_size,
+        held_out: held_out_metrics,
+        held_out_sequences: held_out.sequences.len(),
+        models: evaluations,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    let markdown = report.markdown();
+    if let Some(path) = &args.out {
+        let write = |path: PathBuf, bytes: &[u8]| {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+        };
+        write(path.clone(), markdown.as_bytes())?;
+        write(path.with_extension("json"), json.as_bytes())?;
+        let png = flm::eval::plot::render_png(&report.charts(), 560, 400);
+        write(path.with_extension("png"), &png)?;
+        eprintln!("report written to {} (+ .json, .png)", path.display());
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{markdown}");
+    }
+    Ok(())
+}
+
+/// `--steps` as one list per checkpoint: none gives the default, a single list applies to all.
+fn step_lists(raw: &[String], checkpoints: usize) -> Result<Vec<Vec<usize>>> {
+    let parse = |list: &String| -> Result<Vec<usize>> {
+        let steps = list
+            .split(',')
+            .map(|s| s.trim().parse::<usize>().ok().filter(|&n| n >= 1))
+            .collect::<Option<Vec<_>>>();
+        steps.ok_or_else(|| {
+            anyhow::anyhow!("--steps expects comma-separated counts ≥ 1, like 1,2,4, got `{list}`")
+        })
+    };
+    let lists = raw.iter().map(parse).collect::<Result<Vec<_>>>()?;
+    match lists.len() {
+        0 => Ok(vec![vec![1, 2, 4, 8, 16, 32]; checkpoints]),
+        1 => Ok(vec![lists[0].clone(); checkpoints]),
+        n if n == checkpoints => Ok(lists),
+        n => bail!(
+            "{n} --steps lists for {checkpoints} checkpoints: give one list, or one per --ckpt"
+        ),
+    }
+}
+
 fn run_info(args: InfoArgs) -> Result<()> {
     let run = flm::train::RunDir::new(&args.ckpt);
     let config = flm::train::checkpoint::load_config(&run)?;
@@ -711,6 +981,7 @@ fn run_info(args: InfoArgs) -> Result<()> {
                 None => println!("teacher: none (self-distilled from the data)"),
             }
         }
+        (ModelKind::Autoregressive, _) => println!("kind: autoregressive reference model"),
         _ => println!("kind: FLM"),
     }
     println!("data: {}", config.data.source);
@@ -804,7 +1075,8 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         steps: None,
         minutes: Some(args.seconds / 60.0),
         resume: false,
-        flow_map: None,
+        kind: NewModelKind::Flm,
+        tokenizer_from: None,
     };
     let device = pick_device(DeviceChoice::Auto)?;
     train_with_progress(prepare_run(&request)?, device.clone())?;

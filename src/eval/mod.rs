@@ -1,3 +1,7 @@
-//! Metrics for generated samples (DESIGN §9).
+//! Honest evaluation (DESIGN §9): metrics for generated samples and the autoregressive
+//! reference model that scores them.
 
 pub mod metrics;
+pub mod plot;
+pub mod reference;
+pub mod report;

@@ -224,6 +224,7 @@ mod tests {
             two_times: false,
             attn_softcap: 50.0,
             logit_softcap: None,
+            causal: false,
         };
         // A fresh model predicts uniform; perturb it so the check is not trivial.
         let teacher = crate::model::tests_support::perturbed(Dit::new(&config, 3, &device), 4);

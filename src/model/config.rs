@@ -88,6 +88,9 @@ pub struct ModelConfig {
     pub attn_softcap: f32,
     /// Optional soft cap on output logits (`None` = raw logits).
     pub logit_softcap: Option<f32>,
+    /// Causal attention: the autoregressive reference model (DESIGN §9), not a denoiser.
+    #[serde(default)]
+    pub causal: bool,
 }
 
 impl ModelConfig {
@@ -104,6 +107,7 @@ impl ModelConfig {
             two_times: false,
             attn_softcap: 50.0,
             logit_softcap: None,
+            causal: false,
         }
     }
 

@@ -29,7 +29,14 @@ impl DitBlock {
         let d = config.d_model;
         Self {
             norm_attn: LayerNorm::new(d, device),
-            attn: SelfAttention::new(d, config.n_heads, config.attn_softcap, init, device),
+            attn: SelfAttention::new(
+                d,
+                config.n_heads,
+                config.attn_softcap,
+                config.causal,
+                init,
+                device,
+            ),
             norm_mlp: LayerNorm::new(d, device),
             mlp_in: xavier_linear(d, 4 * d, true, init, device),
             mlp_out: xavier_linear(4 * d, d, true, init, device),
@@ -118,6 +125,7 @@ impl Dit {
     }
 
     /// Fast path for clean token ids: a row lookup is the same as multiplying a one-hot by E.
+    /// The autoregressive reference model uses it with a constant time.
     pub fn forward_tokens(&self, ids: Tensor<2, Int>, tau_s: Tensor<1>) -> Tensor<3> {
         let [batch, len] = ids.dims();
         let d = self.embedding.dims()[1];

@@ -213,13 +213,15 @@ pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4>
     )
 }
 
-/// Bidirectional multi-head self-attention with rotary positions and soft-capped logits.
+/// Multi-head self-attention with rotary positions and soft-capped logits: bidirectional for
+/// denoisers, causal for the autoregressive reference model.
 #[derive(Module, Debug)]
 pub struct SelfAttention {
     pub qkv: Linear,
     pub out: Linear,
     pub n_heads: usize,
     pub softcap: f32,
+    pub causal: bool,
 }
 
 impl SelfAttention {
@@ -227,6 +229,7 @@ impl SelfAttention {
         d_model: usize,
         n_heads: usize,
         softcap: f32,
+        causal: bool,
         init: &mut WeightInit,
         device: &Device,
     ) -> Self {
@@ -235,12 +238,14 @@ impl SelfAttention {
             out: xavier_linear(d_model, d_model, false, init, device),
             n_heads,
             softcap,
+            causal,
         }
     }
 
     /// x: (B, L, d) → (B, L, d).
     pub fn forward(&self, x: Tensor<3>, rotary: &(Tensor<2>, Tensor<2>)) -> Tensor<3> {
         let [batch, len, d_model] = x.dims();
+        let x_device = x.device();
         let head_dim = d_model / self.n_heads;
         let split_heads = |t: Tensor<3>| {
             t.reshape([batch, len, self.n_heads, head_dim])
@@ -254,9 +259,22 @@ impl SelfAttention {
         let key = apply_rotary(key, &rotary.0, &rotary.1);
 
         let scores = query.matmul(key.swap_dims(2, 3)) / (head_dim as f64).sqrt(); // (B, H, L, L)
-        let weights = softmax(soft_cap(scores, self.softcap), 3);
+        let mut scores = soft_cap(scores, self.softcap);
+        if self.causal {
+            scores = scores + causal_mask(len, &x_device).unsqueeze_dims::<4>(&[0, 1]);
+        }
+        let weights = softmax(scores, 3);
         let mixed = weights.matmul(value); // (B, H, L, hd)
         let merged = mixed.swap_dims(1, 2).reshape([batch, len, d_model]);
         self.out.forward(merged)
     }
+}
+
+/// (L, L) additive mask: 0 where position i may attend to j ≤ i, a large negative number above
+/// the diagonal (after the soft cap, so the cap cannot undo it).
+fn causal_mask(len: usize, device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = (0..len * len)
+        .map(|k| if k % len > k / len { -1e9 } else { 0.0 })
+        .collect();
+    Tensor::from_data(TensorData::new(values, [len, len]), device)
 }

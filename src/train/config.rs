@@ -21,6 +21,10 @@ pub enum ModelKind {
     /// A flow-map model (FMLM): two times, sampled with 1..N flow-map jumps.
     #[serde(rename = "fmlm")]
     FlowMap,
+    /// The autoregressive reference model used by `flm eval` (causal attention, next-token
+    /// cross-entropy).
+    #[serde(rename = "ar")]
+    Autoregressive,
 }
 
 /// How a flow-map run is trained (DESIGN §6).
@@ -130,14 +134,17 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate()?;
         self.train.validate()?;
+        let (two_times, causal) = (self.model.two_times, self.model.causal);
         match (self.kind, &self.distill) {
-            (ModelKind::Flm, None) if !self.model.two_times => Ok(()),
-            (ModelKind::FlowMap, Some(distill)) if self.model.two_times => {
+            (ModelKind::Flm, None) if !two_times && !causal => Ok(()),
+            (ModelKind::Autoregressive, None) if !two_times && causal => Ok(()),
+            (ModelKind::FlowMap, Some(distill)) if two_times && !causal => {
                 distill.fractions.validate()
             }
             _ => Err(
-                "`kind`, `model.two_times` and `distill` disagree: an FLM has one time and no \
-                 distill section, a flow map (fmlm) has two times and one"
+                "`kind`, `model.two_times`, `model.causal` and `distill` disagree: an FLM has \
+                 one time and no distill section, a flow map (fmlm) has two times and one, an \
+                 autoregressive model (ar) is causal"
                     .into(),
             ),
         }

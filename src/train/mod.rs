@@ -15,5 +15,5 @@ pub use checkpoint::{CheckpointError, LoadedModel, RunDir, TrainingState, load_m
 pub use config::{DataConfig, DistillConfig, ModelKind, RunConfig, TeacherInfo, TrainConfig};
 pub use events::{RunControl, StopReason, TrainEvent};
 pub use objective::Objective;
-pub use setup::{DistillRequest, TrainRequest, prepare_distill, prepare_run};
+pub use setup::{DistillRequest, NewModelKind, TrainRequest, prepare_distill, prepare_run};
 pub use trainer::{TrainError, TrainJob, TrainSummary, train};

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{CheckpointError, RunDir, load_weights};
 use super::config::{ModelKind, RunConfig};
+use crate::eval::reference::next_token_logits;
 use crate::flow::distill::{DistillBatch, FlowMapObjective};
 use crate::flow::interpolant::{BatchTimes, noisy_onehots};
 use crate::flow::loss::cross_entropy;
@@ -20,6 +21,8 @@ pub enum Objective {
     Denoising,
     /// Semigroup distillation of a two-time flow map.
     FlowMap(Box<FlowMapObjective>),
+    /// Next-token cross-entropy of the causal reference model (no noise, no time).
+    NextToken,
 }
 
 /// One batch's loss, with named parts for the metrics log.
@@ -42,6 +45,7 @@ impl Objective {
     ) -> Result<Self, CheckpointError> {
         match (config.kind, &config.distill) {
             (ModelKind::Flm, _) => Ok(Objective::Denoising),
+            (ModelKind::Autoregressive, _) => Ok(Objective::NextToken),
             (ModelKind::FlowMap, Some(distill)) => {
                 let teacher = match distill.teacher {
                     Some(_) => Some(load_weights(
@@ -69,7 +73,7 @@ impl Objective {
     pub fn initial_model(&self, config: &RunConfig, seed: u64, device: &Device) -> Dit {
         let teacher = match self {
             Objective::FlowMap(objective) => objective.teacher.as_ref(),
-            Objective::Denoising => None,
+            Objective::Denoising | Objective::NextToken => None,
         };
         let Some(teacher) = teacher else {
             return Dit::new(&config.model, seed, device);
@@ -85,11 +89,13 @@ impl Objective {
         copy.with_second_time(seed)
     }
 
-    /// The sampler that shows this run's progress in previews: the model's own.
-    pub fn preview_sampler(&self) -> (SamplerKind, usize) {
+    /// The sampler that shows this run's progress in previews: the model's own (the
+    /// reference model only scores text, so it has none).
+    pub fn preview_sampler(&self) -> Option<(SamplerKind, usize)> {
         match self {
-            Objective::Denoising => (SamplerKind::Euler, 32),
-            Objective::FlowMap(_) => (SamplerKind::FlowMap { eta: 0.0 }, 1),
+            Objective::Denoising => Some((SamplerKind::Euler, 32)),
+            Objective::FlowMap(_) => Some((SamplerKind::FlowMap { eta: 0.0 }, 1)),
+            Objective::NextToken => None,
         }
     }
 
@@ -114,6 +120,15 @@ impl Objective {
                 let noisy = noisy_onehots(tokens, &times.gammas, noise, seq_len, vocab, &device);
                 let logits = model.forward(noisy, times.tau_tensor(&device), None);
                 let targets = token_tensor(tokens, batch, seq_len, &device);
+                BatchLoss {
+                    loss: cross_entropy(logits, targets),
+                    parts: Vec::new(),
+                }
+            }
+            Objective::NextToken => {
+                let device = model.embedding.val().device();
+                let logits = next_token_logits(model, tokens, seq_len);
+                let targets = token_tensor(tokens, tokens.len() / seq_len, seq_len, &device);
                 BatchLoss {
                     loss: cross_entropy(logits, targets),
                     parts: Vec::new(),

@@ -39,9 +39,22 @@ pub struct TrainRequest {
     pub steps: Option<u64>,
     pub minutes: Option<f64>,
     pub resume: bool,
-    /// `Some`: train a flow map from the data by self-distillation (DESIGN §6 without a
-    /// teacher: diagonal targets are the clean one-hots).
-    pub flow_map: Option<GroupFractions>,
+    pub kind: NewModelKind,
+    /// Reuse this run's tokenizer instead of training one (a reference model must share
+    /// the tokenizer of the models it scores).
+    pub tokenizer_from: Option<PathBuf>,
+}
+
+/// Which model a fresh training run makes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NewModelKind {
+    /// An FLM (DESIGN §4).
+    Flm,
+    /// A flow map trained from the data by self-distillation (DESIGN §6 without a teacher:
+    /// diagonal targets are the clean one-hots).
+    SelfDistilledFlowMap(GroupFractions),
+    /// The causal reference model `flm eval` scores samples with (DESIGN §9).
+    Autoregressive,
 }
 
 /// A request to distill a trained FLM into a flow map.
@@ -98,8 +111,24 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
     if request.resume {
         return reopen_run(run, limits);
     }
+    let mut config = new_config(request);
+    let shared_tokenizer = match &request.tokenizer_from {
+        Some(dir) => {
+            let source = RunDir::new(dir);
+            let tokenizer = load_tokenizer(&source, &load_config(&source)?)?;
+            config.data.tokenizer = tokenizer.kind();
+            config.data.vocab_size = tokenizer.vocab_size();
+            Some(tokenizer)
+        }
+        None => None,
+    };
     create_run_dir(&run)?;
-    start_run(run, new_config(request), limits)
+    if let Some(tokenizer) = shared_tokenizer {
+        tokenizer
+            .save(&run.tokenizer_path())
+            .map_err(CheckpointError::from)?;
+    }
+    start_run(run, config, limits)
 }
 
 /// Creates a distillation run from a trained FLM (or, with `resume`, reopens one). The
@@ -122,11 +151,21 @@ pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainErr
 
     let teacher_run = RunDir::new(&request.teacher);
     let teacher = load_config(&teacher_run)?;
-    if teacher.kind != ModelKind::Flm {
-        return Err(TrainError::Setup(format!(
-            "`{}` is already a flow-map model; distill from the FLM it came from",
-            request.teacher.display()
-        )));
+    match teacher.kind {
+        ModelKind::Flm => {}
+        ModelKind::FlowMap => {
+            return Err(TrainError::Setup(format!(
+                "`{}` is already a flow-map model; distill from the FLM it came from",
+                request.teacher.display()
+            )));
+        }
+        ModelKind::Autoregressive => {
+            return Err(TrainError::Setup(format!(
+                "`{}` is an autoregressive reference model; distill from an FLM trained with \
+                 `flm train`",
+                request.teacher.display()
+            )));
+        }
     }
     let weights = teacher_run
         .weights_dir()
@@ -344,17 +383,26 @@ fn new_config(request: &TrainRequest) -> RunConfig {
     } else {
         request.tokenizer
     };
+    let (kind, distill) = match request.kind {
+        NewModelKind::Flm => (ModelKind::Flm, None),
+        NewModelKind::SelfDistilledFlowMap(fractions) => (
+            ModelKind::FlowMap,
+            Some(DistillConfig {
+                teacher: None,
+                fractions,
+            }),
+        ),
+        NewModelKind::Autoregressive => (ModelKind::Autoregressive, None),
+    };
     let model = ModelConfig {
-        two_times: request.flow_map.is_some(),
+        two_times: kind == ModelKind::FlowMap,
+        causal: kind == ModelKind::Autoregressive,
         // The vocabulary size is fixed once the tokenizer exists.
         ..ModelConfig::from_preset(request.preset, request.vocab_size, seq_len)
     };
     RunConfig {
         schema_version: SCHEMA_VERSION,
-        kind: match request.flow_map {
-            Some(_) => ModelKind::FlowMap,
-            None => ModelKind::Flm,
-        },
+        kind,
         model,
         data: DataConfig {
             source: request.data.clone(),
@@ -364,10 +412,7 @@ fn new_config(request: &TrainRequest) -> RunConfig {
             seq_len,
         },
         train: request.train.clone(),
-        distill: request.flow_map.map(|fractions| DistillConfig {
-            teacher: None,
-            fractions,
-        }),
+        distill,
         created_with: created_with(),
     }
 }

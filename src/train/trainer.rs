@@ -23,7 +23,7 @@ use super::optimizer::AdamW;
 use crate::data::DataSource;
 use crate::device::ComputeDevice;
 use crate::flow::noise::stream_rng;
-use crate::flow::{SamplerSettings, Schedule, sample};
+use crate::flow::{SamplerKind, SamplerSettings, Schedule, sample};
 use crate::model::Dit;
 
 /// Why training could not go on.
@@ -250,10 +250,12 @@ pub fn train(
             state.last_valid_loss = Some(validate(&average, step)?);
             validated_at = Some(step);
         }
-        if step % settings.sample_every == 0 {
+        if step % settings.sample_every == 0
+            && let Some(sampler) = objective.preview_sampler()
+        {
             send(preview(
                 &average,
-                &objective,
+                sampler,
                 &schedule,
                 &data,
                 step,
@@ -299,13 +301,12 @@ pub fn train(
 /// sequences for the valid fraction to mean something.
 fn preview(
     model: &Dit,
-    objective: &Objective,
+    (sampler, steps): (SamplerKind, usize),
     schedule: &Schedule,
     data: &DataSource,
     step: u64,
     device: &Device,
 ) -> TrainEvent {
-    let (sampler, steps) = objective.preview_sampler();
     let settings = SamplerSettings {
         steps,
         seed: PREVIEW_SEED,

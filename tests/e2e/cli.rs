@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::temp_dir;
+use crate::common::{sonnets, temp_dir};
 
 fn flm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flm"))
@@ -213,6 +213,98 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
     assert!(
         info.contains("flow map") && info.contains("teacher"),
         "{info}"
+    );
+
+    // Evaluate both in one report: files written, one result per step count, deterministic.
+    let report = dir.join("report.md");
+    let eval_args = [
+        "eval",
+        "--ckpt",
+        run_str,
+        "--steps",
+        "1,2",
+        "--ckpt",
+        student_str,
+        "--steps",
+        "1",
+        "--n",
+        "8",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+    ];
+    let mut with_out = eval_args.to_vec();
+    with_out.extend(["--out", report.to_str().unwrap()]);
+    let output = flm(&with_out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("| held-out text |"),
+        "{}",
+        stdout(&output)
+    );
+    let png = std::fs::read(report.with_extension("png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let parsed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.with_extension("json")).unwrap())
+            .unwrap();
+    let models = parsed["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0]["results"].as_array().unwrap().len(), 2);
+    assert_eq!(models[1]["results"][0]["sampler"], "flow-map");
+    assert!(models[0]["results"][0]["metrics"]["validity"].is_number());
+    let metrics_of = |output: &Output| -> Vec<serde_json::Value> {
+        let value: serde_json::Value = serde_json::from_str(&stdout(output)).unwrap();
+        value["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["results"].as_array().unwrap().clone())
+            .map(|r| r["metrics"].clone())
+            .collect()
+    };
+    let mut json_args = eval_args.to_vec();
+    json_args.push("--json");
+    let (a, b) = (flm(&json_args), flm(&json_args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(metrics_of(&a), metrics_of(&b), "same seed, same metrics");
+
+    // A reference model with another tokenizer is refused with a clear message.
+    let reference = dir.join("ar");
+    let output = flm(&[
+        "train-ar",
+        "--data",
+        sonnets().to_str().unwrap(),
+        "--out",
+        reference.to_str().unwrap(),
+        "--preset",
+        "micro",
+        "--tokenizer",
+        "char",
+        "--seq-len",
+        "32",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mismatch = flm(&[
+        "eval",
+        "--ckpt",
+        run_str,
+        "--ref",
+        reference.to_str().unwrap(),
+        "--n",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(
+        stderr(&mismatch).contains("different tokenizer"),
+        "{}",
+        stderr(&mismatch)
     );
 
     let missing = flm(&[

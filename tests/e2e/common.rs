@@ -9,7 +9,8 @@ use flm::device::{Backend, ComputeDevice, cpu_device};
 use flm::model::ModelPreset;
 use flm::train::setup::{PreparedRun, prepare_run};
 use flm::train::{
-    RunControl, TrainConfig, TrainError, TrainEvent, TrainJob, TrainRequest, TrainSummary, train,
+    NewModelKind, RunControl, TrainConfig, TrainError, TrainEvent, TrainJob, TrainRequest,
+    TrainSummary, train,
 };
 
 /// A fresh, empty directory under the system temp dir, unique per call.
@@ -60,7 +61,8 @@ pub fn micro_request(out: &Path, data: &str) -> TrainRequest {
         steps: Some(20),
         minutes: None,
         resume: false,
-        flow_map: None,
+        kind: NewModelKind::Flm,
+        tokenizer_from: None,
     }
 }
 

@@ -7,7 +7,9 @@ use flm::flow::flow_map::GroupFractions;
 use flm::flow::{SamplerSettings, Schedule, euler_sample, flow_map_sample};
 use flm::train::checkpoint::{RunDir, load_state};
 use flm::train::setup::prepare_distill;
-use flm::train::{DistillRequest, ModelKind, Objective, TrainConfig, TrainError, load_model};
+use flm::train::{
+    DistillRequest, ModelKind, NewModelKind, Objective, TrainConfig, TrainError, load_model,
+};
 
 use crate::common::*;
 
@@ -145,7 +147,7 @@ fn distillation_lowers_the_off_diagonal_loss_and_resumes_exactly() {
 fn self_distillation_trains_a_flow_map_without_a_teacher() {
     let out = temp_dir("fm-self");
     let mut request = micro_request(&out, "builtin:repeat");
-    request.flow_map = Some(GroupFractions::default());
+    request.kind = NewModelKind::SelfDistilledFlowMap(GroupFractions::default());
     request.steps = Some(6);
     let (summary, events) = run_request(&request);
     assert_eq!(summary.final_step, 6);
@@ -167,7 +169,7 @@ fn distillation_refuses_bad_teachers_with_clear_errors() {
     // A flow map cannot be a teacher.
     let flow_map = temp_dir("fm-bad-teacher");
     let mut request = micro_request(&flow_map, "builtin:repeat");
-    request.flow_map = Some(GroupFractions::default());
+    request.kind = NewModelKind::SelfDistilledFlowMap(GroupFractions::default());
     request.steps = Some(1);
     run_request(&request);
     let error = prepare_distill(&distill_request(&flow_map, &out.join("b"), 1))

@@ -4,6 +4,7 @@ mod checkpoints;
 mod cli;
 mod common;
 mod distill;
+mod eval;
 mod gpu;
 mod sampling;
 mod training;
