@@ -50,6 +50,8 @@ pub enum Command {
     /// Evaluate FLM / FMLM checkpoints at several step counts: gen-PPL under a reference
     /// model, distribution distances to held-out text, diversity, validity, speed.
     Eval(EvalArgs),
+    /// Benchmarks: `flm bench kernels` times the WGSL kernels against their op chains.
+    Bench(BenchArgs),
     /// Show a checkpoint's configuration, size and progress.
     Info(InfoArgs),
     /// Print the time reparameterization γ(τ) for a vocabulary size.
@@ -128,7 +130,7 @@ pub struct RunArgs {
     /// Sequences per batch [default: 16]
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Peak learning rate (AdamW, after linear warm-up) [default: 0.001]
+    /// Peak learning rate (AdamW, after linear warm-up) [default: 0.001; 0.0003 for flow maps]
     #[arg(long)]
     pub lr: Option<f64>,
     /// Warm-up steps [default: 100]
@@ -305,6 +307,26 @@ pub struct EvalArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchTarget {
+    /// The fused sampler step vs the reference op chain, V ∈ {1024, 8192, 50257}, L=128, B=16,
+    /// on the wgpu device (lavapipe counts).
+    Kernels {
+        /// Timed runs per shape (after 3 warm-up runs); the median is reported.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Checkpoint (run) directory.
     #[arg(long)]
@@ -354,6 +376,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Distill(args)) => run_distill(args),
         Some(Command::Sample(args)) => run_sample(args),
         Some(Command::Eval(args)) => run_eval(args),
+        Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Info(args)) => run_info(args),
         Some(Command::Schedule(args)) => run_schedule(args),
         Some(Command::Demo(args)) => run_demo(args),
@@ -958,6 +981,49 @@ fn step_lists(raw: &[String], checkpoints: usize) -> Result<Vec<Vec<usize>>> {
             "{n} --steps lists for {checkpoints} checkpoints: give one list, or one per --ckpt"
         ),
     }
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let BenchTarget::Kernels { runs, json } = args.target;
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    // The kernels exist only on wgpu: this benchmark always runs there.
+    let device = pick_device(DeviceChoice::Gpu)?;
+    let (batch, len) = (16, 128);
+    let mut timings = Vec::new();
+    for vocab in [1024, 8192, 50257] {
+        let timing =
+            flm::kernels::bench::time_sampler_step(&device.device, batch, len, vocab, 3, runs);
+        if !json {
+            eprintln!(
+                "V={vocab:>6}: fused {:>8.2} ms, op chain {:>8.2} ms, speed-up {:.2}x",
+                timing.fused_ms, timing.reference_ms, timing.speedup
+            );
+        }
+        timings.push(timing);
+    }
+    if json {
+        let report = json!({"device": device.description, "batch": batch, "seq_len": len,
+            "top_k": flm::kernels::sampler_step::MAX_TOP_K, "sampler_step": timings});
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "fused sampler step (softmax + z update + entropy/max/top-16), B={batch}, L={len}, median of {runs} runs, {}",
+            device.description
+        );
+        println!(
+            "{:>6}  {:>10}  {:>10}  {:>8}",
+            "V", "fused ms", "chain ms", "speed-up"
+        );
+        for t in &timings {
+            println!(
+                "{:>6}  {:>10.2}  {:>10.2}  {:>7.2}x",
+                t.vocab, t.fused_ms, t.reference_ms, t.speedup
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run_info(args: InfoArgs) -> Result<()> {

@@ -129,9 +129,15 @@ fn gpu() -> Result<ComputeDevice, String> {
              (on Debian/Ubuntu: mesa-vulkan-drivers libvulkan1) or use --device cpu",
         )
     })?;
-    let device = Device::wgpu_options()
-        .init()
-        .map_err(|e| format!("could not start wgpu on {}: {e}", adapter.name))?;
+    // wgpu's runtime can be registered once per process; later requests share that device.
+    static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+    let device = WGPU
+        .get_or_init(|| {
+            Device::wgpu_options()
+                .init()
+                .map_err(|e| format!("could not start wgpu on {}: {e}", adapter.name))
+        })
+        .clone()?;
     let software = if adapter.is_cpu {
         ", software rasteriser"
     } else {

@@ -3,12 +3,14 @@
 //!
 //! Library layout, by concept: [`data`] (corpus, tokenizers, batches, built-in tasks),
 //! [`model`] (the DiT denoiser), [`flow`] (time schedule, interpolant, losses, samplers),
-//! [`train`] (loop, optimizer, EMA, checkpoints, progress events), [`eval`] (metrics),
-//! [`device`] (backend choice). Front ends (`cli`, later the GUI) only call into these.
+//! [`train`] (loop, optimizer, EMA, checkpoints, progress events), [`eval`] (metrics, the
+//! reference model, reports), [`kernels`] (WGSL kernels for the hot paths), [`device`] (backend
+//! choice). Front ends (`cli`, later the GUI) only call into these.
 
 pub mod data;
 pub mod device;
 pub mod eval;
 pub mod flow;
+pub mod kernels;
 pub mod model;
 pub mod train;

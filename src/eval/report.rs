@@ -299,17 +299,16 @@ impl EvalReport {
     }
 
     /// Quality against steps and against wall time (the paper's "time vs PPL" figure), one
-    /// line per model: gen-PPL when a reference model scored the samples, else the bigram JS
-    /// divergence.
+    /// line per model: gen-PPL when a reference model scored the samples, else validity for
+    /// built-in tasks, else the bigram JS divergence.
     pub fn charts(&self) -> Vec<Chart> {
-        let use_ppl = self.reference.is_some();
-        let y_label = if use_ppl { "gen-PPL" } else { "JS bigram" };
-        let quality = |m: &SampleMetrics| {
-            if use_ppl {
-                m.gen_ppl.unwrap_or(f64::NAN)
-            } else {
-                m.js_bigram
-            }
+        let has_validity = self.held_out.validity.is_some();
+        let (y_label, quality): (&str, fn(&SampleMetrics) -> f64) = if self.reference.is_some() {
+            ("gen-PPL", |m| m.gen_ppl.unwrap_or(f64::NAN))
+        } else if has_validity {
+            ("valid %", |m| m.validity.map_or(f64::NAN, |v| 100.0 * v))
+        } else {
+            ("JS bigram", |m| m.js_bigram)
         };
         let lines = |x: fn(&SamplerResult) -> f64| {
             self.models

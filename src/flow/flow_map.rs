@@ -216,23 +216,28 @@ impl FlowMapStep {
             .collect()
     }
 
-    /// Moves `z` to the next grid time given the denoiser output `denoised` at this step:
-    /// `z ← ((1−t̃)/(1−γ_i))·z + ((t̃−γ_i)/(1−γ_i))·D`; with `noise = Some((η, ξ))`, η > 0,
-    /// then `z ← z + (σ̃−σ)·D + η·σ·ξ` (fresh noise restores the level σ).
-    pub fn advance(
-        &self,
-        z: Tensor<3>,
-        denoised: Tensor<3>,
-        noise: Option<(f64, Tensor<3>)>,
-    ) -> Tensor<3> {
+    /// The step as `z_next = keep·z + moved·D + noise·ξ`: first the deterministic jump
+    /// `z ← ((1−t̃)/(1−γ_i))·z + ((t̃−γ_i)/(1−γ_i))·D`, then for η > 0 the correction
+    /// `z ← z + (σ̃−σ)·D + η·σ·ξ` that restores the noise level σ with fresh noise.
+    pub fn coefficients(&self, eta: f64) -> (f64, f64, f64) {
         let keep = (1.0 - self.target_gamma) / (1.0 - self.gamma);
         let moved = (self.target_gamma - self.gamma) / (1.0 - self.gamma);
-        let deterministic = z * keep + denoised.clone() * moved;
-        match noise {
-            Some((eta, xi)) if eta > 0.0 => {
-                deterministic + denoised * (self.kept_sigma - self.sigma) + xi * (eta * self.sigma)
-            }
-            _ => deterministic,
+        if eta > 0.0 {
+            (keep, moved + self.kept_sigma - self.sigma, eta * self.sigma)
+        } else {
+            (keep, moved, 0.0)
+        }
+    }
+
+    /// Moves `z` to the next grid time given the denoiser output `denoised` at this step and,
+    /// for η > 0, fresh standard normal noise `xi` (see [`FlowMapStep::coefficients`]).
+    pub fn advance(&self, z: Tensor<3>, denoised: Tensor<3>, eta: f64, xi: Tensor<3>) -> Tensor<3> {
+        let (keep, moved, noise) = self.coefficients(eta);
+        let next = z * keep + denoised * moved;
+        if noise != 0.0 {
+            next + xi * noise
+        } else {
+            next
         }
     }
 }
@@ -401,7 +406,7 @@ mod tests {
             let eps = random([1, 1, n], 21, &device);
             let z = eps * (1.0 - step.gamma);
             let xi = random([1, 1, n], 22, &device);
-            let next = read(step.advance(z, d, Some((eta, xi))));
+            let next = read(step.advance(z, d, eta, xi));
             let var = next.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
             let want = step.sigma.powi(2);
             assert!((var / want - 1.0).abs() < 0.02, "η={eta}: {var} vs {want}");

@@ -1,13 +1,16 @@
 //! Sampling: Euler steps for FLMs (DESIGN §5) and flow-map jumps for FMLMs (DESIGN §7), both
 //! on a uniform τ grid from the same starting noise, recording what the app draws.
 
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::flow_map::FlowMapStep;
 use super::noise::{standard_normal, stream_rng};
 use super::schedule::Schedule;
 use super::trajectory::{Frame, SampleTrajectory, Trajectory};
+use crate::kernels::KernelPath;
+use crate::kernels::sampler_step::{
+    MAX_TOP_K, StepCoefficients, fused_sampler_step, reference_sampler_step,
+};
 use crate::model::Dit;
 
 /// How to sample.
@@ -52,7 +55,7 @@ impl SamplerKind {
     }
 }
 
-/// Runs `kind` on `model`.
+/// Runs `kind` on `model`, with the fused sampler kernel on wgpu devices.
 pub fn sample(
     model: &Dit,
     kind: SamplerKind,
@@ -60,10 +63,7 @@ pub fn sample(
     settings: &SamplerSettings,
     device: &Device,
 ) -> SampleOutput {
-    match kind {
-        SamplerKind::Euler => euler_sample(model, schedule, settings, device),
-        SamplerKind::FlowMap { eta } => flow_map_sample(model, schedule, settings, eta, device),
-    }
+    sample_with(model, kind, schedule, settings, KernelPath::Auto, device)
 }
 
 /// Sampled token ids per sequence, and the recorded trajectory when `top_k > 0`.
@@ -88,34 +88,8 @@ pub fn euler_sample(
     settings: &SamplerSettings,
     device: &Device,
 ) -> SampleOutput {
-    assert!(settings.steps >= 1, "at least one step");
-    let vocab = model.vocab_size();
-    let grid = schedule.uniform_grid(settings.steps);
-    let mut recorder = TrajectoryRecorder::new(settings, vocab, "euler", 0.0);
-    let mut z = initial_noise(settings, vocab, device);
-    for (i, window) in grid.windows(2).enumerate() {
-        let ((tau, gamma), (_, next_gamma)) = (window[0], window[1]);
-        let tau_batch = Tensor::<1>::full([settings.batch], tau as f32, device);
-        let logits = model.forward(z.clone(), tau_batch, None);
-        recorder.record(&logits, tau, gamma);
-        let denoised = softmax(logits, 2);
-        z = if i + 1 == settings.steps {
-            denoised
-        } else {
-            let rate = (next_gamma - gamma) / (1.0 - gamma);
-            z.clone() + (denoised - z) * rate
-        };
-    }
-    let tokens = argmax_tokens(z);
-    SampleOutput {
-        trajectory: recorder.finish(&tokens),
-        tokens,
-    }
+    sample(model, SamplerKind::Euler, schedule, settings, device)
 }
-
-/// Fresh noise ξ of the stochastic flow-map steps comes from its own streams, far from the
-/// streams of the starting noise, so η = 0 and η > 0 start from the same point.
-const STEP_NOISE_STREAM_BASE: u64 = 1 << 48;
 
 /// The N-step flow-map sampler of DESIGN §7: one network call per step, the last one's
 /// denoiser output is the sample. With `eta = 0` it is deterministic; one step is the same
@@ -127,32 +101,107 @@ pub fn flow_map_sample(
     eta: f64,
     device: &Device,
 ) -> SampleOutput {
+    sample(
+        model,
+        SamplerKind::FlowMap { eta },
+        schedule,
+        settings,
+        device,
+    )
+}
+
+/// One step of either sampler: where the network is called, and how `z` moves
+/// (`z_next = keep·z + moved·D + noise·ξ`).
+struct PlannedStep {
+    tau: f64,
+    gamma: f64,
+    /// The second time of a flow-map call; `None` for Euler steps.
+    target_tau: Option<f64>,
+    keep: f64,
+    moved: f64,
+    noise: f64,
+}
+
+fn plan(kind: SamplerKind, schedule: &Schedule, steps: usize) -> Vec<PlannedStep> {
+    let mut plan: Vec<PlannedStep> = match kind {
+        SamplerKind::Euler => schedule
+            .uniform_grid(steps)
+            .windows(2)
+            .map(|pair| {
+                let ((tau, gamma), (_, next_gamma)) = (pair[0], pair[1]);
+                let rate = (next_gamma - gamma) / (1.0 - gamma);
+                PlannedStep {
+                    tau,
+                    gamma,
+                    target_tau: None,
+                    keep: 1.0 - rate,
+                    moved: rate,
+                    noise: 0.0,
+                }
+            })
+            .collect(),
+        SamplerKind::FlowMap { eta } => FlowMapStep::plan(schedule, steps, eta)
+            .iter()
+            .map(|step| {
+                let (keep, moved, noise) = step.coefficients(eta);
+                PlannedStep {
+                    tau: step.tau,
+                    gamma: step.gamma,
+                    target_tau: Some(step.target_tau),
+                    keep,
+                    moved,
+                    noise,
+                }
+            })
+            .collect(),
+    };
+    // The last step outputs the denoiser itself: z = D.
+    if let Some(last) = plan.last_mut() {
+        (last.keep, last.moved, last.noise) = (0.0, 1.0, 0.0);
+    }
+    plan
+}
+
+/// Fresh noise ξ of stochastic flow-map steps: stream `(seed, counter)` per step and batch,
+/// far from anything else drawn for the seed, so η = 0 and η > 0 start from the same point.
+fn step_noise_counter(stream: u64, step: usize) -> u64 {
+    (1 << 63) | (stream << 24) | step as u64
+}
+
+/// The sampler loop shared by both kinds; `path` picks the fused kernel or the reference ops
+/// (tests and benchmarks compare the two).
+pub fn sample_with(
+    model: &Dit,
+    kind: SamplerKind,
+    schedule: &Schedule,
+    settings: &SamplerSettings,
+    path: KernelPath,
+    device: &Device,
+) -> SampleOutput {
     assert!(settings.steps >= 1, "at least one step");
-    assert!((0.0..=1.0).contains(&eta), "η must be in [0, 1]");
+    if let SamplerKind::FlowMap { eta } = kind {
+        assert!((0.0..=1.0).contains(&eta), "η must be in [0, 1]");
+    }
     let vocab = model.vocab_size();
-    let plan = FlowMapStep::plan(schedule, settings.steps, eta);
-    let mut recorder = TrajectoryRecorder::new(settings, vocab, "flow-map", eta as f32);
+    let mut recorder = TrajectoryRecorder::new(settings, vocab, kind.name(), kind.eta() as f32);
     let mut z = initial_noise(settings, vocab, device);
-    let mut step_noise = stream_rng(settings.seed, STEP_NOISE_STREAM_BASE + settings.stream);
-    let shape = [settings.batch, settings.seq_len, vocab];
-    for (i, step) in plan.iter().enumerate() {
-        let tau_s = Tensor::<1>::full([settings.batch], step.tau as f32, device);
-        let tau_t = Tensor::<1>::full([settings.batch], step.target_tau as f32, device);
-        let logits = model.forward(z.clone(), tau_s, Some(tau_t));
-        recorder.record(&logits, step.tau, step.gamma);
-        let denoised = softmax(logits, 2);
-        z = if i + 1 == plan.len() {
-            denoised
-        } else {
-            let noise = (eta > 0.0).then(|| {
-                let values = standard_normal(&mut step_noise, shape.iter().product());
-                (
-                    eta,
-                    Tensor::from_data(TensorData::new(values, shape), device),
-                )
-            });
-            step.advance(z, denoised, noise)
+    for (i, step) in plan(kind, schedule, settings.steps).iter().enumerate() {
+        let full = |value: f64| Tensor::<1>::full([settings.batch], value as f32, device);
+        let logits = model.forward(z.clone(), full(step.tau), step.target_tau.map(full));
+        let coefficients = StepCoefficients {
+            keep: step.keep as f32,
+            moved: step.moved as f32,
+            noise: step.noise as f32,
+            seed: settings.seed,
+            counter: step_noise_counter(settings.stream, i),
         };
+        let output = if path.uses_kernel(device) {
+            fused_sampler_step(logits, z, coefficients, recorder.top_k())
+        } else {
+            reference_sampler_step(logits, z, coefficients, recorder.top_k())
+        };
+        recorder.record(output.stats, step.tau, step.gamma);
+        z = output.z_next;
     }
     let tokens = argmax_tokens(z);
     SampleOutput {
@@ -191,7 +240,7 @@ impl TrajectoryRecorder {
             eta,
             seq_len: settings.seq_len,
             vocab_size: vocab,
-            top_k: settings.top_k.min(vocab),
+            top_k: settings.top_k.min(vocab).min(MAX_TOP_K),
             taus: Vec::new(),
             gammas: Vec::new(),
             samples: vec![
@@ -209,50 +258,47 @@ impl TrajectoryRecorder {
         }
     }
 
-    /// Records the denoiser output whose logits are given, evaluated at `(tau, gamma)`.
-    pub fn record(&mut self, logits: &Tensor<3>, tau: f64, gamma: f64) {
+    /// Candidates per position to compute: 0 when nothing is recorded.
+    pub fn top_k(&self) -> usize {
+        self.trajectory.as_ref().map_or(0, |t| t.top_k)
+    }
+
+    /// Records one step from the per-row statistics of the fused sampler step
+    /// (`kernels::sampler_step`): only these (B·L, 2 + 2k) numbers are read back.
+    pub fn record(&mut self, stats: Tensor<2>, tau: f64, gamma: f64) {
         let Some(trajectory) = self.trajectory.as_mut() else {
             return;
         };
         let k = trajectory.top_k;
-        let log_probs = log_softmax(logits.clone(), 2);
-        let probs = log_probs.clone().exp();
-        let entropy = (probs.clone() * log_probs).sum_dim(2).neg(); // (B, L, 1)
-        let (top_probs, top_ids) = probs.topk_with_indices(k, 2); // (B, L, k)
-        let entropy = read_f32(entropy);
-        let top_probs = read_f32(top_probs);
-        let top_ids: Vec<i64> = top_ids
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec()
-            .expect("top-k ids are integers");
-
+        let width = 2 + 2 * k;
+        let values = read_f32(stats);
         trajectory.taus.push(tau);
         trajectory.gammas.push(gamma);
-        let per_sample = self.seq_len * k;
         for (b, sample) in trajectory.samples.iter_mut().enumerate().take(self.batch) {
-            let ids: Vec<u32> = top_ids[b * per_sample..(b + 1) * per_sample]
-                .iter()
-                .map(|&id| id as u32)
-                .collect();
-            let probs = top_probs[b * per_sample..(b + 1) * per_sample].to_vec();
-            let argmax: Vec<u32> = ids.iter().step_by(k).copied().collect();
-            let flipped = match sample.frames.last() {
-                Some(previous) => argmax
-                    .iter()
-                    .zip(&previous.argmax)
-                    .map(|(now, before)| now != before)
-                    .collect(),
-                None => vec![false; self.seq_len],
+            let rows = &values[b * self.seq_len * width..(b + 1) * self.seq_len * width];
+            let mut frame = Frame {
+                argmax: Vec::with_capacity(self.seq_len),
+                max_prob: Vec::with_capacity(self.seq_len),
+                entropy: Vec::with_capacity(self.seq_len),
+                flipped: Vec::with_capacity(self.seq_len),
+                top_ids: Vec::with_capacity(self.seq_len * k),
+                top_probs: Vec::with_capacity(self.seq_len * k),
             };
-            sample.frames.push(Frame {
-                max_prob: probs.iter().step_by(k).copied().collect(),
-                entropy: entropy[b * self.seq_len..(b + 1) * self.seq_len].to_vec(),
-                argmax,
-                flipped,
-                top_ids: ids,
-                top_probs: probs,
-            });
+            for (position, row) in rows.chunks_exact(width).enumerate() {
+                let ids = row[2..2 + k].iter().map(|&id| id as u32);
+                frame.entropy.push(row[0]);
+                frame.max_prob.push(row[1]);
+                frame.argmax.push(row[2] as u32);
+                frame.flipped.push(
+                    sample
+                        .frames
+                        .last()
+                        .is_some_and(|previous| previous.argmax[position] != row[2] as u32),
+                );
+                frame.top_ids.extend(ids);
+                frame.top_probs.extend_from_slice(&row[2 + k..]);
+            }
+            sample.frames.push(frame);
         }
     }
 

@@ -6,5 +6,6 @@ mod common;
 mod distill;
 mod eval;
 mod gpu;
+mod kernels;
 mod sampling;
 mod training;

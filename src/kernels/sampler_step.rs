@@ -1,0 +1,228 @@
+//! The fused sampler step (`shaders/sampler_step.wgsl`): softmax of the logits, the update of
+//! `z` and the per-row statistics the app draws, in one pass per row on the GPU. The reference
+//! path, made of ordinary burn ops, runs everywhere else and defines the expected numbers.
+
+use burn::backend::wgpu::{
+    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
+    kernel_source,
+};
+use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
+use burn::cubecl::{CubeCount, CubeDim, prelude::KernelId, server::KernelArguments};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{DType, Shape, Tensor};
+use derive_new::new;
+
+use super::runs_on_gpu;
+use crate::flow::noise::counter_normals;
+
+/// Largest `k` the kernel keeps per row.
+pub const MAX_TOP_K: usize = 16;
+/// Threads per row: 64 keeps the candidate buffers within every GPU's workgroup memory.
+const WORKGROUP: u32 = 64;
+
+/// `z_next = keep·z + moved·softmax(logits) + noise·ξ`, with ξ standard normal from the
+/// counter-based stream `(seed, counter)` (flow/noise.rs), only when `noise ≠ 0`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepCoefficients {
+    pub keep: f32,
+    pub moved: f32,
+    pub noise: f32,
+    pub seed: u64,
+    pub counter: u64,
+}
+
+/// Per-row statistics, `(rows, 2 + 2k)`: entropy, max probability, k ids (exact integers in
+/// f32), k probabilities, best first (ties: smaller id first).
+pub struct StepOutput {
+    pub z_next: Tensor<3>,
+    pub stats: Tensor<2>,
+}
+
+/// One sampler step: the fused kernel on a wgpu device, the reference path elsewhere.
+pub fn sampler_step(
+    logits: Tensor<3>,
+    z: Tensor<3>,
+    coefficients: StepCoefficients,
+    k: usize,
+) -> StepOutput {
+    if runs_on_gpu(&z.device()) {
+        fused_sampler_step(logits, z, coefficients, k)
+    } else {
+        reference_sampler_step(logits, z, coefficients, k)
+    }
+}
+
+/// The kernel itself (wgpu devices only).
+pub fn fused_sampler_step(
+    logits: Tensor<3>,
+    z: Tensor<3>,
+    coefficients: StepCoefficients,
+    k: usize,
+) -> StepOutput {
+    let [batch, len, vocab] = z.dims();
+    let k = k.min(MAX_TOP_K).min(vocab);
+    let rows = batch * len;
+    let params = pack_params(rows, vocab, k, coefficients);
+    let (z_next, stats) = Dispatch::sampler_step(
+        logits.reshape([rows, vocab]).into_dispatch(),
+        z.reshape([rows, vocab]).into_dispatch(),
+        params,
+    );
+    StepOutput {
+        z_next: Tensor::<2>::from_dispatch(z_next).reshape([batch, len, vocab]),
+        stats: Tensor::from_dispatch(stats),
+    }
+}
+
+/// The same step in burn ops: what the kernel must reproduce.
+pub fn reference_sampler_step(
+    logits: Tensor<3>,
+    z: Tensor<3>,
+    coefficients: StepCoefficients,
+    k: usize,
+) -> StepOutput {
+    let [batch, len, vocab] = z.dims();
+    let k = k.min(MAX_TOP_K).min(vocab);
+    let rows = batch * len;
+    let device = z.device();
+    let logits = logits.reshape([rows, vocab]);
+    let log_probs = log_softmax(logits.clone(), 1);
+    let probs = softmax(logits, 1);
+    let entropy = (probs.clone() * log_probs).sum_dim(1).neg(); // (rows, 1)
+    let max_prob = probs.clone().max_dim(1);
+    let mut next =
+        z.reshape([rows, vocab]) * coefficients.keep + probs.clone() * coefficients.moved;
+    if coefficients.noise != 0.0 {
+        let xi = counter_normals(coefficients.seed, coefficients.counter, rows * vocab);
+        let xi = Tensor::<2>::from_data(burn::tensor::TensorData::new(xi, [rows, vocab]), &device);
+        next = next + xi * coefficients.noise;
+    }
+    let mut parts = vec![entropy, max_prob];
+    if k > 0 {
+        let (top_probs, top_ids) = probs.topk_with_indices(k, 1);
+        parts.push(top_ids.float());
+        parts.push(top_probs);
+    }
+    StepOutput {
+        z_next: next.reshape([batch, len, vocab]),
+        stats: Tensor::cat(parts, 1),
+    }
+}
+
+/// `[rows, cols, k, keep, moved, noise, seed lo/hi, counter lo/hi]` as the shader reads them.
+fn pack_params(rows: usize, cols: usize, k: usize, c: StepCoefficients) -> [u32; 10] {
+    [
+        rows as u32,
+        cols as u32,
+        k as u32,
+        c.keep.to_bits(),
+        c.moved.to_bits(),
+        c.noise.to_bits(),
+        c.seed as u32,
+        (c.seed >> 32) as u32,
+        c.counter as u32,
+        (c.counter >> 32) as u32,
+    ]
+}
+
+kernel_source!(SamplerStepSource, "../../shaders/sampler_step.wgsl");
+
+#[derive(new, Debug)]
+struct SamplerStepKernel {
+    cube_dim: CubeDim,
+}
+
+impl KernelSource for SamplerStepKernel {
+    fn source(&self) -> SourceTemplate {
+        SamplerStepSource::new()
+            .source()
+            .register("workgroup_size_x", self.cube_dim.x.to_string())
+            .register(
+                "candidates",
+                (self.cube_dim.x as usize * MAX_TOP_K).to_string(),
+            )
+    }
+
+    // The id keys the compile cache: it must cover everything that changes the source.
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info(self.cube_dim)
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// Output metadata for fusion: `z_next` like `z`, stats `(rows, 2 + 2k)`.
+fn step_outputs(
+    z: &burn::backend::fusion::custom::TensorSpec,
+    params: &[u32; 10],
+) -> (
+    burn::backend::fusion::custom::TensorSpec,
+    burn::backend::fusion::custom::TensorSpec,
+) {
+    let stats = Shape::new([params[0] as usize, 2 + 2 * params[2] as usize]);
+    (
+        z.clone(),
+        burn::backend::fusion::custom::TensorSpec::new(stats, z.dtype),
+    )
+}
+
+#[backend_extension(Cube, Fusion)]
+pub trait SamplerStepBackend: Backend {
+    #[fusion(meta = |_logits, z, params| step_outputs(z, params))]
+    fn sampler_step(
+        logits: FloatTensor<Self>,
+        z: FloatTensor<Self>,
+        params: [u32; 10],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl SamplerStepBackend for CubeBackend {
+    fn sampler_step(
+        logits: CubeTensor,
+        z: CubeTensor,
+        params: [u32; 10],
+    ) -> (CubeTensor, CubeTensor) {
+        logits.assert_is_on_same_device(&z);
+        let (logits, z) = (into_contiguous(logits), into_contiguous(z));
+        let shape = z.meta.shape().clone();
+        let rows = params[0] as usize;
+        let width = 2 + 2 * params[2] as usize;
+        let client = z.client.clone();
+        let z_next = CubeTensor::new_contiguous(
+            client.clone(),
+            z.device.clone(),
+            shape.clone(),
+            client.empty(shape.num_elements() * DType::F32.size()),
+            DType::F32,
+        );
+        let stats = CubeTensor::new_contiguous(
+            client.clone(),
+            z.device.clone(),
+            Shape::new([rows, width]),
+            client.empty((rows * width).max(1) * DType::F32.size()),
+            DType::F32,
+        );
+        let params = client.create_from_slice(bytemuck::cast_slice(&params));
+        let cube_dim = CubeDim::new_1d(WORKGROUP);
+        // One workgroup per row; a second grid dimension past the 65,535 limit of the first.
+        let x = (rows as u32).clamp(1, 65_535);
+        let y = (rows as u32).div_ceil(x).max(1);
+        client.launch(
+            Box::new(SourceKernel::new(
+                SamplerStepKernel::new(cube_dim),
+                cube_dim,
+            )),
+            CubeCount::Static(x, y, 1),
+            KernelArguments::new().with_buffers(vec![
+                logits.handle.binding(),
+                z.handle.binding(),
+                z_next.handle.clone().binding(),
+                stats.handle.clone().binding(),
+                params.binding(),
+            ]),
+        );
+        (z_next, stats)
+    }
+}

@@ -1,0 +1,200 @@
+//! The WGSL kernels against their burn-ops reference paths, on the wgpu device (lavapipe in CI).
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Tensor, TensorData};
+use flm::device::{DeviceChoice, select};
+use flm::flow::noise::{standard_normal, stream_rng};
+use flm::flow::{SamplerKind, SamplerSettings, Schedule, sample_with};
+use flm::kernels::KernelPath;
+use flm::kernels::sampler_step::{StepCoefficients, fused_sampler_step, reference_sampler_step};
+use flm::train::{NewModelKind, load_model};
+
+use crate::common::*;
+
+fn gpu() -> burn::tensor::Device {
+    select(DeviceChoice::Gpu)
+        .expect("a wgpu adapter is required (install mesa-vulkan-drivers libvulkan1)")
+        .device
+}
+
+fn read(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec().unwrap()
+}
+
+/// Logits that stress the kernel: large magnitudes (±80) and, with `ties`, many exact ties.
+fn stress_logits(rows: usize, vocab: usize, seed: u64, ties: bool) -> Vec<f32> {
+    standard_normal(&mut stream_rng(seed, 0), rows * vocab)
+        .into_iter()
+        .map(|v| {
+            let v = (v * 30.0).clamp(-80.0, 80.0);
+            if ties { (v / 8.0).round() * 8.0 } else { v }
+        })
+        .collect()
+}
+
+fn close(a: f32, b: f32, relative: f32) -> bool {
+    (a - b).abs() <= relative * a.abs().max(b.abs()).max(1e-6) + 1e-7
+}
+
+/// The kernel on the wgpu device against the reference ops on the CPU backend. (The same ops
+/// on lavapipe are not a trustworthy reference: at V = 50257 burn's wgpu softmax put all the
+/// mass on token 0 of a row whose maximum is tied 199 times.)
+#[test]
+fn fused_sampler_step_matches_the_reference_on_edge_shapes() {
+    let device = gpu();
+    let cpu = flm::device::cpu_device();
+    // B·L is never a multiple of the 64-thread workgroup; V spans 1 to GPT-2's vocabulary.
+    for (vocab, batch, len) in [
+        (1, 3, 7),
+        (3, 3, 7),
+        (255, 2, 11),
+        (1024, 3, 7),
+        (8193, 1, 9),
+        (50257, 1, 3),
+    ] {
+        for ties in [false, true] {
+            let rows = batch * len;
+            let logits = stress_logits(rows, vocab, vocab as u64, ties);
+            let z = standard_normal(&mut stream_rng(vocab as u64, 1), rows * vocab);
+            let tensor = |values: &Vec<f32>, on: &burn::tensor::Device| {
+                Tensor::<3>::from_data(TensorData::new(values.clone(), [batch, len, vocab]), on)
+            };
+            let coefficients = StepCoefficients {
+                keep: 0.75,
+                moved: 0.25,
+                noise: 0.0,
+                seed: 0,
+                counter: 0,
+            };
+            let k = 16;
+            let fused = fused_sampler_step(
+                tensor(&logits, &device),
+                tensor(&z, &device),
+                coefficients,
+                k,
+            );
+            let reference =
+                reference_sampler_step(tensor(&logits, &cpu), tensor(&z, &cpu), coefficients, k);
+            let case = format!("V={vocab} B·L={rows} ties={ties}");
+
+            let (zf, zr) = (
+                read(fused.z_next.reshape([rows, vocab])),
+                read(reference.z_next.reshape([rows, vocab])),
+            );
+            for (a, b) in zf.iter().zip(&zr) {
+                assert!(close(*a, *b, 1e-5), "{case}: z {a} vs {b}");
+            }
+            let k = k.min(vocab);
+            let width = 2 + 2 * k;
+            let (sf, sr) = (read(fused.stats), read(reference.stats));
+            assert_eq!(sf.len(), rows * width, "{case}");
+            let probs = read(softmax(tensor(&logits, &cpu).reshape([rows, vocab]), 1));
+            for row in 0..rows {
+                let (f, r) = (&sf[row * width..][..width], &sr[row * width..][..width]);
+                assert!(
+                    close(f[0], r[0], 1e-5) || (f[0] - r[0]).abs() < 1e-6,
+                    "{case}: entropy {} vs {}",
+                    f[0],
+                    r[0]
+                );
+                assert!(
+                    close(f[1], r[1], 1e-5),
+                    "{case}: max prob {} vs {}",
+                    f[1],
+                    r[1]
+                );
+                // Top-k probabilities agree in order; each reported id really has its
+                // probability (ties may list equal tokens in another order), ids are distinct.
+                let mut seen = std::collections::BTreeSet::new();
+                for i in 0..k {
+                    let (id, p) = (f[2 + i] as usize, f[2 + k + i]);
+                    assert!(
+                        close(p, r[2 + k + i], 1e-5),
+                        "{case}: top prob {i}: {p} vs {}",
+                        r[2 + k + i]
+                    );
+                    assert!(
+                        close(probs[row * vocab + id], p, 1e-5),
+                        "{case}: id {id} has p {}",
+                        probs[row * vocab + id]
+                    );
+                    assert!(seen.insert(id), "{case}: id {id} listed twice");
+                    let previous = f[2 + i.max(1) - 1] as usize;
+                    if i > 0 && logits[row * vocab + id] == logits[row * vocab + previous] {
+                        assert!(id > previous, "{case}: ties must list smaller ids first");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_noise_matches_the_host_stream() {
+    let device = gpu();
+    let (rows, vocab) = (5, 300);
+    let logits = stress_logits(rows, vocab, 9, false);
+    let z = vec![0.0f32; rows * vocab];
+    let tensor = |values: &Vec<f32>| {
+        Tensor::<3>::from_data(TensorData::new(values.clone(), [1, rows, vocab]), &device)
+    };
+    let coefficients = StepCoefficients {
+        keep: 1.0,
+        moved: 0.0,
+        noise: 1.0,
+        seed: 77,
+        counter: 5,
+    };
+    let fused = read(
+        fused_sampler_step(tensor(&logits), tensor(&z), coefficients, 1)
+            .z_next
+            .reshape([rows, vocab]),
+    );
+    let host = flm::flow::noise::counter_normals(77, 5, rows * vocab);
+    for (a, b) in fused.iter().zip(&host) {
+        // GPU log/cos may differ from the host's in the last bits.
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn samplers_with_and_without_kernels_agree() {
+    let device = gpu();
+    let out = temp_dir("kernel-samplers");
+    let mut request = micro_request(&out, "builtin:repeat");
+    request.steps = Some(30);
+    run_request(&request);
+    let student = temp_dir("kernel-samplers-fm");
+    let mut fm = micro_request(&student, "builtin:repeat");
+    fm.kind = NewModelKind::SelfDistilledFlowMap(Default::default());
+    fm.steps = Some(10);
+    run_request(&fm);
+    for (dir, kind) in [
+        (&out, SamplerKind::Euler),
+        (&student, SamplerKind::FlowMap { eta: 0.0 }),
+        (&student, SamplerKind::FlowMap { eta: 0.6 }),
+    ] {
+        let loaded = load_model(dir, &device).unwrap();
+        let schedule = Schedule::new(loaded.config.model.vocab_size).unwrap();
+        let settings = SamplerSettings {
+            steps: 6,
+            seed: 4,
+            stream: 0,
+            batch: 3,
+            seq_len: 32,
+            top_k: 4,
+        };
+        let run = |path| sample_with(&loaded.model, kind, &schedule, &settings, path, &device);
+        let (fused, reference) = (run(KernelPath::Auto), run(KernelPath::Reference));
+        assert_eq!(fused.tokens, reference.tokens, "{kind:?}");
+        let (a, b) = (fused.trajectory.unwrap(), reference.trajectory.unwrap());
+        for (sa, sb) in a.samples.iter().zip(&b.samples) {
+            for (fa, fb) in sa.frames.iter().zip(&sb.frames) {
+                assert_eq!(fa.argmax, fb.argmax, "{kind:?}");
+                for (pa, pb) in fa.top_probs.iter().zip(&fb.top_probs) {
+                    assert!((pa - pb).abs() < 1e-4, "{kind:?}: {pa} vs {pb}");
+                }
+            }
+        }
+    }
+}
