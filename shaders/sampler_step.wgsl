@@ -18,17 +18,18 @@
 const WG: u32 = {{ workgroup_size_x }}u;
 const K_MAX: u32 = 16u;
 
+var<workgroup> red_m: array<f32, {{ workgroup_size_x }}>;
 var<workgroup> red_a: array<f32, {{ workgroup_size_x }}>;
 var<workgroup> red_b: array<f32, {{ workgroup_size_x }}>;
 var<workgroup> cand_val: array<f32, {{ candidates }}>;
 var<workgroup> cand_id: array<u32, {{ candidates }}>;
-var<workgroup> head: array<u32, {{ workgroup_size_x }}>;
-var<workgroup> best_val: array<f32, {{ workgroup_size_x }}>;
-var<workgroup> best_owner: array<u32, {{ workgroup_size_x }}>;
 // Values read from storage are not "uniform" to WGSL; staging them here makes loop bounds and
 // the early exit uniform, as barriers require.
 var<workgroup> wg_rows: u32;
 var<workgroup> wg_k: u32;
+var<workgroup> wg_max: f32;
+var<workgroup> wg_total: f32;
+var<workgroup> wg_weighted: f32;
 
 // Philox-free counter hash (a 64-bit key and 64-bit counter mixed by rounds of a 32-bit
 // permutation); must match `counter_hash` in flow/noise.rs bit for bit.
@@ -89,48 +90,65 @@ fn main(
     }
     let base = row * cols;
 
-    // 1. Row maximum.
-    var m = -3.4e38;
-    for (var j = t; j < cols; j += WG) {
-        m = max(m, logits[base + j]);
-    }
-    red_a[t] = m;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (t < s) {
-            red_a[t] = max(red_a[t], red_a[t + s]);
-        }
-        workgroupBarrier();
-    }
-    m = red_a[0];
-    workgroupBarrier();
+    // Barriers are the expensive part on software Vulkan (each one ends a phase that every
+    // invocation runs through), so the workgroup reductions finish serially in thread 0: three
+    // barriers per row. The logits are read twice: once for an online maximum/normaliser/
+    // entropy, once for the update and the top-k.
 
-    // 2. Sum of exp(l - m) and of exp(l - m) * (l - m), for the normaliser and the entropy.
+    // 1. Online softmax statistics per thread: running max m, S = Σ exp(l − m) and
+    //    W = Σ exp(l − m)·(l − m), rescaled whenever the maximum grows.
+    var m = -3.4e38;
     var sum_e = 0.0;
     var sum_el = 0.0;
     for (var j = t; j < cols; j += WG) {
-        let d = logits[base + j] - m;
-        let e = exp(d);
-        sum_e += e;
-        sum_el += e * d;
+        let l = logits[base + j];
+        if (l > m) {
+            let c = exp(m - l);
+            sum_el = c * (sum_el + (m - l) * sum_e);
+            sum_e = c * sum_e + 1.0;
+            m = l;
+        } else {
+            let d = l - m;
+            let e = exp(d);
+            sum_e += e;
+            sum_el += e * d;
+        }
     }
+    red_m[t] = m;
     red_a[t] = sum_e;
     red_b[t] = sum_el;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (t < s) {
-            red_a[t] += red_a[t + s];
-            red_b[t] += red_b[t + s];
+    if (t == 0u) {
+        var all_m = red_m[0];
+        for (var i = 1u; i < WG; i++) {
+            all_m = max(all_m, red_m[i]);
         }
-        workgroupBarrier();
+        var a = 0.0;
+        var b = 0.0;
+        for (var i = 0u; i < WG; i++) {
+            if (red_a[i] > 0.0) {
+                let shift = red_m[i] - all_m;
+                let c = exp(shift);
+                a += c * red_a[i];
+                b += c * (red_b[i] + shift * red_a[i]);
+            }
+        }
+        wg_max = all_m;
+        wg_total = a;
+        wg_weighted = b;
     }
-    let total = red_a[0];
-    let weighted = red_b[0];
+    m = workgroupUniformLoad(&wg_max);
+    let total = workgroupUniformLoad(&wg_total);
+    let weighted = workgroupUniformLoad(&wg_weighted);
 
-    // 3. The update of z, and this thread's own top-k candidates (sorted, best first).
+    // 2. The update of z, and this thread's best 16 candidates, kept sorted by a fixed
+    //    insertion network (constant indices, so the list lives in registers).
     var my_val: array<f32, 16>;
     var my_id: array<u32, 16>;
-    var count = 0u;
+    for (var i = 0u; i < K_MAX; i++) {
+        my_val[i] = -3.4e38;
+        my_id[i] = 0xffffffffu;
+    }
     for (var j = t; j < cols; j += WG) {
         let l = logits[base + j];
         let p = exp(l - m) / total;
@@ -139,82 +157,61 @@ fn main(
             next += noise * counter_normal(params[6], params[7], params[8], params[9], base + j);
         }
         z_next[base + j] = next;
-        if (k > 0u && (count < k || before(l, j, my_val[count - 1u], my_id[count - 1u]))) {
-            // Insert j, keeping the list sorted; the last entry falls off when full.
-            var pos = min(count, k - 1u);
-            while (pos > 0u && before(l, j, my_val[pos - 1u], my_id[pos - 1u])) {
-                my_val[pos] = my_val[pos - 1u];
-                my_id[pos] = my_id[pos - 1u];
-                pos -= 1u;
+        if (k > 0u && before(l, j, my_val[K_MAX - 1u], my_id[K_MAX - 1u])) {
+            var cv = l;
+            var ci = j;
+            for (var i = 0u; i < K_MAX; i++) {
+                if (before(cv, ci, my_val[i], my_id[i])) {
+                    let sv = my_val[i];
+                    let si = my_id[i];
+                    my_val[i] = cv;
+                    my_id[i] = ci;
+                    cv = sv;
+                    ci = si;
+                }
             }
-            my_val[pos] = l;
-            my_id[pos] = j;
-            count = min(count + 1u, k);
         }
     }
     for (var i = 0u; i < K_MAX; i++) {
-        let slot = t * K_MAX + i;
-        if (i < count) {
-            cand_val[slot] = my_val[i];
-            cand_id[slot] = my_id[i];
-        } else {
-            cand_val[slot] = -3.4e38;
-            cand_id[slot] = 0xffffffffu;
-        }
+        cand_val[t * K_MAX + i] = my_val[i];
+        cand_id[t * K_MAX + i] = my_id[i];
     }
-    head[t] = 0u;
     workgroupBarrier();
 
-    // 4. Merge: k rounds, each a tree argmax over the heads of the threads' sorted lists.
-    let width = 2u + 2u * k;
-    let out = row * width;
-    for (var r = 0u; r < k; r++) {
-        let h = head[t];
-        if (h < K_MAX) {
-            best_val[t] = cand_val[t * K_MAX + h];
-            best_owner[t] = t;
-        } else {
-            best_val[t] = -3.4e38;
-            best_owner[t] = 0xffffffffu;
+    // 3. Thread 0 merges the sorted lists: k picks, each the best head among the threads.
+    if (t == 0u) {
+        let width = 2u + 2u * k;
+        let out = row * width;
+        var heads: array<u32, {{ workgroup_size_x }}>;
+        for (var i = 0u; i < WG; i++) {
+            heads[i] = 0u;
         }
-        workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s = s / 2u) {
-            if (t < s) {
-                let other = best_owner[t + s];
-                let mine = best_owner[t];
-                var take = false;
-                if (other != 0xffffffffu) {
-                    if (mine == 0xffffffffu) {
-                        take = true;
-                    } else {
-                        let id_o = cand_id[other * K_MAX + head[other]];
-                        let id_m = cand_id[mine * K_MAX + head[mine]];
-                        take = before(best_val[t + s], id_o, best_val[t], id_m);
+        for (var r = 0u; r < k; r++) {
+            var best = 0xffffffffu;
+            var best_v = -3.4e38;
+            var best_i = 0xffffffffu;
+            for (var i = 0u; i < WG; i++) {
+                let h = heads[i];
+                if (h < K_MAX) {
+                    let id = cand_id[i * K_MAX + h];
+                    let v = cand_val[i * K_MAX + h];
+                    if (id != 0xffffffffu && (best == 0xffffffffu || before(v, id, best_v, best_i))) {
+                        best = i;
+                        best_v = v;
+                        best_i = id;
                     }
                 }
-                if (take) {
-                    best_val[t] = best_val[t + s];
-                    best_owner[t] = other;
-                }
             }
-            workgroupBarrier();
-        }
-        if (t == 0u) {
-            let owner = best_owner[0];
-            if (owner != 0xffffffffu) {
-                let id = cand_id[owner * K_MAX + head[owner]];
-                stats[out + 2u + r] = f32(id);
-                stats[out + 2u + k + r] = exp(best_val[0] - m) / total;
-                head[owner] = head[owner] + 1u;
+            if (best != 0xffffffffu) {
+                stats[out + 2u + r] = f32(best_i);
+                stats[out + 2u + k + r] = exp(best_v - m) / total;
+                heads[best] = heads[best] + 1u;
             } else {
                 // Fewer than k tokens in the vocabulary.
                 stats[out + 2u + r] = 0.0;
                 stats[out + 2u + k + r] = 0.0;
             }
         }
-        workgroupBarrier();
-    }
-    if (t == 0u) {
         stats[out] = log(total) - weighted / total;
         stats[out + 1u] = 1.0 / total;
     }

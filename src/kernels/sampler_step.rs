@@ -52,7 +52,11 @@ pub fn sampler_step(
     }
 }
 
-/// The kernel itself (wgpu devices only).
+/// Largest buffer one kernel launch binds: wgpu's default storage-binding limit (128 MiB).
+const MAX_BINDING_BYTES: usize = 128 << 20;
+
+/// The kernel itself (wgpu devices only). Tensors larger than one binding (B·L·V·4 bytes over
+/// 128 MiB, e.g. V = 50257 at B·L = 2048) are processed in row chunks.
 pub fn fused_sampler_step(
     logits: Tensor<3>,
     z: Tensor<3>,
@@ -62,15 +66,37 @@ pub fn fused_sampler_step(
     let [batch, len, vocab] = z.dims();
     let k = k.min(MAX_TOP_K).min(vocab);
     let rows = batch * len;
-    let params = pack_params(rows, vocab, k, coefficients);
-    let (z_next, stats) = Dispatch::sampler_step(
-        logits.reshape([rows, vocab]).into_dispatch(),
-        z.reshape([rows, vocab]).into_dispatch(),
-        params,
-    );
+    let (logits, z) = (logits.reshape([rows, vocab]), z.reshape([rows, vocab]));
+    let chunk = (MAX_BINDING_BYTES / (4 * vocab)).clamp(1, rows);
+    let (mut z_parts, mut stat_parts) = (Vec::new(), Vec::new());
+    for start in (0..rows).step_by(chunk) {
+        let count = chunk.min(rows - start);
+        let (logits, z) = if count == rows {
+            (logits.clone(), z.clone())
+        } else {
+            (
+                logits.clone().narrow(0, start, count),
+                z.clone().narrow(0, start, count),
+            )
+        };
+        let (z_next, stats) = Dispatch::sampler_step(
+            logits.into_dispatch(),
+            z.into_dispatch(),
+            pack_params(count, vocab, k, coefficients),
+        );
+        z_parts.push(Tensor::<2>::from_dispatch(z_next));
+        stat_parts.push(Tensor::<2>::from_dispatch(stats));
+    }
+    let join = |parts: Vec<Tensor<2>>| {
+        if parts.len() == 1 {
+            parts.into_iter().next().expect("one part")
+        } else {
+            Tensor::cat(parts, 0)
+        }
+    };
     StepOutput {
-        z_next: Tensor::<2>::from_dispatch(z_next).reshape([batch, len, vocab]),
-        stats: Tensor::from_dispatch(stats),
+        z_next: join(z_parts).reshape([batch, len, vocab]),
+        stats: join(stat_parts),
     }
 }
 
