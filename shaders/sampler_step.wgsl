@@ -31,35 +31,7 @@ var<workgroup> wg_max: f32;
 var<workgroup> wg_total: f32;
 var<workgroup> wg_weighted: f32;
 
-// Philox-free counter hash (a 64-bit key and 64-bit counter mixed by rounds of a 32-bit
-// permutation); must match `counter_hash` in flow/noise.rs bit for bit.
-fn mix32(x_in: u32) -> u32 {
-    var x = x_in;
-    x = x ^ (x >> 16u);
-    x = x * 0x7feb352du;
-    x = x ^ (x >> 15u);
-    x = x * 0x846ca68bu;
-    x = x ^ (x >> 16u);
-    return x;
-}
-
-fn counter_hash(seed_lo: u32, seed_hi: u32, c_lo: u32, c_hi: u32, lane: u32) -> u32 {
-    var h = mix32(seed_lo ^ 0x9e3779b9u);
-    h = mix32(h ^ seed_hi);
-    h = mix32(h ^ c_lo);
-    h = mix32(h ^ c_hi);
-    return mix32(h ^ lane);
-}
-
-// Standard normal for element `index` of the stream (seed, counter): Box-Muller on two
-// 24-bit uniforms in (0, 1].
-fn counter_normal(seed_lo: u32, seed_hi: u32, c_lo: u32, c_hi: u32, index: u32) -> f32 {
-    let a = counter_hash(seed_lo, seed_hi, c_lo ^ index, c_hi, 0u);
-    let b = counter_hash(seed_lo, seed_hi, c_lo ^ index, c_hi, 1u);
-    let u1 = (f32(a >> 8u) + 1.0) / 16777216.0;
-    let u2 = f32(b >> 8u) / 16777216.0;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+{{ counter_rng }}
 
 // Is (va, ia) ranked before (vb, ib)? Larger value first; ties broken by the smaller id.
 fn before(va: f32, ia: u32, vb: f32, ib: u32) -> bool {

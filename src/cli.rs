@@ -1007,9 +1007,24 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         }
         timings.push(timing);
     }
+    let mut input_timings = Vec::new();
+    for vocab in [1024, 8192, 50257] {
+        let fits = (128usize << 20) / (len * vocab * 4);
+        let batch = batch.min(fits).max(1);
+        let timing =
+            flm::kernels::bench::time_noisy_input(&device.device, batch, len, vocab, 3, runs);
+        if !json {
+            eprintln!(
+                "noisy input V={vocab:>6}, B={batch}: fused {:>8.2} ms, host + upload {:>8.2} ms, speed-up {:.2}x",
+                timing.fused_ms, timing.reference_ms, timing.speedup
+            );
+        }
+        input_timings.push(timing);
+    }
     if json {
         let report = json!({"device": device.description, "seq_len": len,
-            "top_k": flm::kernels::sampler_step::MAX_TOP_K, "sampler_step": timings});
+            "top_k": flm::kernels::sampler_step::MAX_TOP_K, "sampler_step": timings,
+            "noisy_input": input_timings});
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
@@ -1021,6 +1036,13 @@ fn run_bench(args: BenchArgs) -> Result<()> {
             "V", "B·L", "fused ms", "chain ms", "speed-up"
         );
         for t in &timings {
+            println!(
+                "{:>6}  {:>5}  {:>10.2}  {:>10.2}  {:>7.2}x",
+                t.vocab, t.rows, t.fused_ms, t.reference_ms, t.speedup
+            );
+        }
+        println!("fused noisy input (training) vs noise drawn on the host and uploaded");
+        for t in &input_timings {
             println!(
                 "{:>6}  {:>5}  {:>10.2}  {:>10.2}  {:>7.2}x",
                 t.vocab, t.rows, t.fused_ms, t.reference_ms, t.speedup

@@ -15,10 +15,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
 use super::flow_map::{GroupFractions, TimePairs, flow_map, per_example, semigroup_weight};
-use super::interpolant::noisy_onehots;
-use super::noise::standard_normal;
 use super::schedule::Schedule;
+use crate::kernels::KernelPath;
+use crate::kernels::noisy_input::noisy_input;
 use crate::model::Dit;
+use rand::RngCore;
 
 /// What a flow-map student is distilled toward.
 pub struct FlowMapObjective {
@@ -64,8 +65,15 @@ impl FlowMapObjective {
         } = batch;
         let examples = tokens.len() / seq_len;
         let pairs = TimePairs::draw(rng, examples, self.fractions, schedule);
-        let noise = standard_normal(rng, tokens.len() * vocab);
-        let x_s = noisy_onehots(tokens, &pairs.gamma_s, noise, seq_len, vocab, base_device);
+        let x_s = noisy_input(
+            tokens,
+            &pairs.gamma_s,
+            seq_len,
+            vocab,
+            rng.next_u64(),
+            KernelPath::Auto,
+            base_device,
+        );
         let targets = self.targets(&student.valid(), &x_s, tokens, &pairs, seq_len);
 
         let student_device = student.embedding.val().device();

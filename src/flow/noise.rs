@@ -1,6 +1,7 @@
-//! Reproducible Gaussian noise. Noise is drawn on the host from a counter-addressed ChaCha
-//! stream, so the same `(seed, stream)` gives the same numbers on every backend and a resumed
-//! run needs no RNG state beyond its step counter.
+//! Reproducible Gaussian noise. Per-use streams (a training step, a sample batch) come from
+//! seeded ChaCha generators keyed by a counter, so a resumed run needs no RNG state beyond its
+//! step; bulk noise (training inputs, stochastic sampler steps) comes from a counter-based hash
+//! that a GPU kernel can evaluate per element, so the CPU and GPU paths draw the same numbers.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -41,21 +42,38 @@ fn counter_hash(seed: u64, counter: u64, lane: u32) -> u32 {
 }
 
 /// Element `index` of the standard normal stream `(seed, counter)`: Box–Muller on two 24-bit
-/// uniforms, in f32 as the shader computes it.
+/// uniforms, in f32 as the shader computes it (`shaders/counter_rng.wgsl`). Elements 2i and
+/// 2i+1 are the cosine and sine halves of one pair of hashes.
 pub fn counter_normal(seed: u64, counter: u64, index: u32) -> f32 {
-    let counter = counter ^ index as u64;
+    let counter = counter ^ (index >> 1) as u64;
     let a = counter_hash(seed, counter, 0);
     let b = counter_hash(seed, counter, 1);
     let u1 = ((a >> 8) as f32 + 1.0) / 16_777_216.0;
     let u2 = (b >> 8) as f32 / 16_777_216.0;
-    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    let (radius, angle) = ((-2.0 * u1.ln()).sqrt(), std::f32::consts::TAU * u2);
+    if index & 1 == 0 {
+        radius * angle.cos()
+    } else {
+        radius * angle.sin()
+    }
 }
 
 /// Elements `0..count` of the stream `(seed, counter)`.
 pub fn counter_normals(seed: u64, counter: u64, count: usize) -> Vec<f32> {
-    (0..count as u32)
-        .map(|i| counter_normal(seed, counter, i))
-        .collect()
+    let mut values = Vec::with_capacity(count);
+    for pair in 0..count.div_ceil(2) as u32 {
+        let counter = counter ^ pair as u64;
+        let a = counter_hash(seed, counter, 0);
+        let b = counter_hash(seed, counter, 1);
+        let u1 = ((a >> 8) as f32 + 1.0) / 16_777_216.0;
+        let u2 = (b >> 8) as f32 / 16_777_216.0;
+        let (radius, angle) = ((-2.0 * u1.ln()).sqrt(), std::f32::consts::TAU * u2);
+        values.push(radius * angle.cos());
+        if values.len() < count {
+            values.push(radius * angle.sin());
+        }
+    }
+    values
 }
 
 #[cfg(test)]
@@ -67,6 +85,9 @@ mod tests {
         let n = 200_000;
         let a = counter_normals(42, 7, n);
         assert_eq!(a, counter_normals(42, 7, n));
+        // The bulk generator and the element-wise one agree (odd lengths included).
+        let single: Vec<f32> = (0..101).map(|i| counter_normal(42, 7, i)).collect();
+        assert_eq!(single, counter_normals(42, 7, 101));
         assert_ne!(a[..100], counter_normals(43, 7, 100)[..]);
         assert_ne!(a[..100], counter_normals(42, 8, 100)[..]);
         let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n as f64;

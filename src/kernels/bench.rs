@@ -81,3 +81,45 @@ pub fn time_sampler_step(
         runs,
     }
 }
+
+/// Times the fused noisy input against the host path (draw on the CPU, upload) for
+/// (batch, len, vocab) on `device`; the device is synchronised inside the timed region.
+pub fn time_noisy_input(
+    device: &Device,
+    batch: usize,
+    len: usize,
+    vocab: usize,
+    warmup: usize,
+    runs: usize,
+) -> KernelTiming {
+    use super::KernelPath;
+    use super::noisy_input::noisy_input;
+    let tokens: Vec<u32> = (0..batch * len).map(|i| (i * 31 % vocab) as u32).collect();
+    let gammas: Vec<f64> = (0..batch)
+        .map(|b| (b as f64 + 0.5) / batch as f64)
+        .collect();
+    let time = |path: KernelPath| {
+        let mut samples = Vec::with_capacity(runs);
+        for i in 0..warmup + runs {
+            let started = Instant::now();
+            let x = noisy_input(&tokens, &gammas, len, vocab, i as u64, path, device);
+            device.sync().expect("device sync");
+            std::hint::black_box(x);
+            if i >= warmup {
+                samples.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    };
+    let fused_ms = time(KernelPath::Auto);
+    let reference_ms = time(KernelPath::Reference);
+    KernelTiming {
+        vocab,
+        rows: batch * len,
+        fused_ms,
+        reference_ms,
+        speedup: reference_ms / fused_ms,
+        runs,
+    }
+}

@@ -3,6 +3,7 @@
 //! (and any test that asks) takes the reference path.
 
 pub mod bench;
+pub mod noisy_input;
 pub mod sampler_step;
 
 use burn::tensor::Device;
@@ -18,10 +19,30 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// Whether the WGSL kernel runs for tensors on `device`.
+    /// Whether the WGSL kernel runs for tensors on `device`. `FLM_KERNELS=off` in the
+    /// environment turns every kernel off, to compare whole runs with and without them.
     pub fn uses_kernel(self, device: &Device) -> bool {
-        self == KernelPath::Auto && runs_on_gpu(device)
+        self == KernelPath::Auto && runs_on_gpu(device) && !kernels_disabled()
     }
+}
+
+fn kernels_disabled() -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DISABLED.get_or_init(|| std::env::var("FLM_KERNELS").is_ok_and(|v| v == "off"))
+}
+
+/// The counter-based normal generator every kernel pastes in (`counter_rng` template slot).
+pub(crate) const COUNTER_RNG: &str = include_str!("../../shaders/counter_rng.wgsl");
+
+/// Threads per workgroup of the row kernels: 64 keeps the sampler's candidate buffers within
+/// every GPU's workgroup memory.
+pub(crate) const WORKGROUP: u32 = 64;
+
+/// One workgroup per row, with a second grid dimension past the 65,535 limit of the first.
+pub(crate) fn row_grid(rows: usize) -> burn::cubecl::CubeCount {
+    let x = (rows as u32).clamp(1, 65_535);
+    let y = (rows as u32).div_ceil(x).max(1);
+    burn::cubecl::CubeCount::Static(x, y, 1)
 }
 
 /// Whether `device` is a cubecl (wgpu) device without autodiff, where the kernels run.

@@ -7,18 +7,16 @@ use burn::backend::wgpu::{
     kernel_source,
 };
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
-use burn::cubecl::{CubeCount, CubeDim, prelude::KernelId, server::KernelArguments};
+use burn::cubecl::{CubeDim, prelude::KernelId, server::KernelArguments};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{DType, Shape, Tensor};
 use derive_new::new;
 
-use super::runs_on_gpu;
+use super::{COUNTER_RNG, KernelPath, WORKGROUP, row_grid};
 use crate::flow::noise::counter_normals;
 
 /// Largest `k` the kernel keeps per row.
 pub const MAX_TOP_K: usize = 16;
-/// Threads per row: 64 keeps the candidate buffers within every GPU's workgroup memory.
-const WORKGROUP: u32 = 64;
 
 /// `z_next = keep·z + moved·softmax(logits) + noise·ξ`, with ξ standard normal from the
 /// counter-based stream `(seed, counter)` (flow/noise.rs), only when `noise ≠ 0`.
@@ -45,7 +43,7 @@ pub fn sampler_step(
     coefficients: StepCoefficients,
     k: usize,
 ) -> StepOutput {
-    if runs_on_gpu(&z.device()) {
+    if KernelPath::Auto.uses_kernel(&z.device()) {
         fused_sampler_step(logits, z, coefficients, k)
     } else {
         reference_sampler_step(logits, z, coefficients, k)
@@ -167,6 +165,7 @@ impl KernelSource for SamplerStepKernel {
                 "candidates",
                 (self.cube_dim.x as usize * MAX_TOP_K).to_string(),
             )
+            .register("counter_rng", COUNTER_RNG)
     }
 
     // The id keys the compile cache: it must cover everything that changes the source.
@@ -232,15 +231,12 @@ impl SamplerStepBackend for CubeBackend {
         );
         let params = client.create_from_slice(bytemuck::cast_slice(&params));
         let cube_dim = CubeDim::new_1d(WORKGROUP);
-        // One workgroup per row; a second grid dimension past the 65,535 limit of the first.
-        let x = (rows as u32).clamp(1, 65_535);
-        let y = (rows as u32).div_ceil(x).max(1);
         client.launch(
             Box::new(SourceKernel::new(
                 SamplerStepKernel::new(cube_dim),
                 cube_dim,
             )),
-            CubeCount::Static(x, y, 1),
+            row_grid(rows),
             KernelArguments::new().with_buffers(vec![
                 logits.handle.binding(),
                 z.handle.binding(),

@@ -9,11 +9,14 @@ use super::checkpoint::{CheckpointError, RunDir, load_weights};
 use super::config::{ModelKind, RunConfig};
 use crate::eval::reference::next_token_logits;
 use crate::flow::distill::{DistillBatch, FlowMapObjective};
-use crate::flow::interpolant::{BatchTimes, noisy_onehots};
+use crate::flow::interpolant::BatchTimes;
 use crate::flow::loss::cross_entropy;
-use crate::flow::noise::{standard_normal, stream_rng};
+use crate::flow::noise::stream_rng;
 use crate::flow::{SamplerKind, Schedule};
+use crate::kernels::KernelPath;
+use crate::kernels::noisy_input::noisy_input;
 use crate::model::Dit;
+use rand::RngCore;
 
 /// The loss a run minimises.
 pub enum Objective {
@@ -116,8 +119,21 @@ impl Objective {
                 let device = model.embedding.val().device();
                 let batch = tokens.len() / seq_len;
                 let times = BatchTimes::stratified(rng, batch, schedule);
-                let noise = standard_normal(rng, tokens.len() * vocab);
-                let noisy = noisy_onehots(tokens, &times.gammas, noise, seq_len, vocab, &device);
+                let noisy = noisy_input(
+                    tokens,
+                    &times.gammas,
+                    seq_len,
+                    vocab,
+                    rng.next_u64(),
+                    KernelPath::Auto,
+                    base_device,
+                );
+                // The input is data, not a parameter: made without autodiff, then attached.
+                let noisy = if device.is_autodiff() {
+                    Tensor::from_inner(noisy)
+                } else {
+                    noisy
+                };
                 let logits = model.forward(noisy, times.tau_tensor(&device), None);
                 let targets = token_tensor(tokens, batch, seq_len, &device);
                 BatchLoss {

@@ -6,6 +6,7 @@ use flm::device::{DeviceChoice, select};
 use flm::flow::noise::{standard_normal, stream_rng};
 use flm::flow::{SamplerKind, SamplerSettings, Schedule, sample_with};
 use flm::kernels::KernelPath;
+use flm::kernels::noisy_input::noisy_input;
 use flm::kernels::sampler_step::{StepCoefficients, fused_sampler_step, reference_sampler_step};
 use flm::train::{NewModelKind, load_model};
 
@@ -197,4 +198,50 @@ fn samplers_with_and_without_kernels_agree() {
             }
         }
     }
+}
+
+#[test]
+fn fused_noisy_input_matches_the_host_path_and_is_standard_normal() {
+    let device = gpu();
+    let cpu = flm::device::cpu_device();
+    for vocab in [1, 3, 255, 1024, 8193] {
+        let (batch, len) = (4, 5); // 20 rows: not a multiple of the workgroup
+        let tokens: Vec<u32> = (0..batch * len).map(|i| (i * 7 % vocab) as u32).collect();
+        let gammas = [0.0, 0.3, 1.0, 0.7];
+        let make = |path, on: &burn::tensor::Device| {
+            noisy_input(&tokens, &gammas, len, vocab, 99, path, on).reshape([batch * len, vocab])
+        };
+        let fused = read(make(KernelPath::Auto, &device));
+        let host = read(make(KernelPath::Reference, &cpu));
+        for (i, (a, b)) in fused.iter().zip(&host).enumerate() {
+            assert!((a - b).abs() < 1e-4, "V={vocab} element {i}: {a} vs {b}");
+        }
+        // γ = 1 rows are exactly one-hot.
+        for row in 2 * len..3 * len {
+            let values = &fused[row * vocab..(row + 1) * vocab];
+            for (j, &v) in values.iter().enumerate() {
+                let want = if j == tokens[row] as usize { 1.0 } else { 0.0 };
+                assert_eq!(v, want, "V={vocab} row {row}");
+            }
+        }
+    }
+    // Pure noise (γ = 0) from the shader: reproducible, N(0, 1), neighbours uncorrelated.
+    let tokens = vec![0u32; 64];
+    let noise = |seed| {
+        read(
+            noisy_input(&tokens, &[0.0], 64, 4096, seed, KernelPath::Auto, &device)
+                .reshape([64, 4096]),
+        )
+    };
+    let (a, b, c) = (noise(5), noise(5), noise(6));
+    assert_eq!(a, b, "same seed, same noise");
+    assert_ne!(a[..64], c[..64], "another seed, other noise");
+    let n = a.len() as f64;
+    let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let lag1 = a.windows(2).map(|w| w[0] as f64 * w[1] as f64).sum::<f64>() / n;
+    assert!(
+        mean.abs() < 0.01 && (var - 1.0).abs() < 0.01 && lag1.abs() < 0.01,
+        "{mean} {var} {lag1}"
+    );
 }
