@@ -17,12 +17,16 @@
 
 const WG: u32 = {{ workgroup_size_x }}u;
 const K_MAX: u32 = 16u;
+// Merge groups of eight threads each (the workgroup size is a multiple of 8).
+const GROUPS: u32 = {{ workgroup_size_x }}u / 8u;
 
 var<workgroup> red_m: array<f32, {{ workgroup_size_x }}>;
 var<workgroup> red_a: array<f32, {{ workgroup_size_x }}>;
 var<workgroup> red_b: array<f32, {{ workgroup_size_x }}>;
 var<workgroup> cand_val: array<f32, {{ candidates }}>;
 var<workgroup> cand_id: array<u32, {{ candidates }}>;
+var<workgroup> group_val: array<f32, {{ group_candidates }}>;
+var<workgroup> group_id: array<u32, {{ group_candidates }}>;
 // Values read from storage are not "uniform" to WGSL; staging them here makes loop bounds and
 // the early exit uniform, as barriers require.
 var<workgroup> wg_rows: u32;
@@ -150,23 +154,54 @@ fn main(
     }
     workgroupBarrier();
 
-    // 3. Thread 0 merges the sorted lists: k picks, each the best head among the threads.
-    if (t == 0u) {
-        let width = 2u + 2u * k;
-        let out = row * width;
-        var heads: array<u32, {{ workgroup_size_x }}>;
-        for (var i = 0u; i < WG; i++) {
+    // 3. Two-level merge of the sorted lists: eight leaders each merge eight threads' lists
+    //    into one (in parallel), then thread 0 merges the eight: k·8 + k·8 steps, not k·64.
+    if (t < GROUPS) {
+        var heads: array<u32, 8>;
+        for (var i = 0u; i < 8u; i++) {
             heads[i] = 0u;
         }
         for (var r = 0u; r < k; r++) {
             var best = 0xffffffffu;
             var best_v = -3.4e38;
             var best_i = 0xffffffffu;
-            for (var i = 0u; i < WG; i++) {
+            for (var i = 0u; i < 8u; i++) {
+                let owner = t * 8u + i;
                 let h = heads[i];
                 if (h < K_MAX) {
-                    let id = cand_id[i * K_MAX + h];
-                    let v = cand_val[i * K_MAX + h];
+                    let id = cand_id[owner * K_MAX + h];
+                    let v = cand_val[owner * K_MAX + h];
+                    if (id != 0xffffffffu && (best == 0xffffffffu || before(v, id, best_v, best_i))) {
+                        best = i;
+                        best_v = v;
+                        best_i = id;
+                    }
+                }
+            }
+            group_val[t * K_MAX + r] = best_v;
+            group_id[t * K_MAX + r] = best_i;
+            if (best != 0xffffffffu) {
+                heads[best] = heads[best] + 1u;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (t == 0u) {
+        let width = 2u + 2u * k;
+        let out = row * width;
+        var heads: array<u32, 8>;
+        for (var i = 0u; i < GROUPS; i++) {
+            heads[i] = 0u;
+        }
+        for (var r = 0u; r < k; r++) {
+            var best = 0xffffffffu;
+            var best_v = -3.4e38;
+            var best_i = 0xffffffffu;
+            for (var i = 0u; i < GROUPS; i++) {
+                let h = heads[i];
+                if (h < k) {
+                    let id = group_id[i * K_MAX + h];
+                    let v = group_val[i * K_MAX + h];
                     if (id != 0xffffffffu && (best == 0xffffffffu || before(v, id, best_v, best_i))) {
                         best = i;
                         best_v = v;

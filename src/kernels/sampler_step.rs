@@ -165,6 +165,10 @@ impl KernelSource for SamplerStepKernel {
                 "candidates",
                 (self.cube_dim.x as usize * MAX_TOP_K).to_string(),
             )
+            .register(
+                "group_candidates",
+                (self.cube_dim.x as usize / 8 * MAX_TOP_K).to_string(),
+            )
             .register("counter_rng", COUNTER_RNG)
     }
 
