@@ -257,7 +257,7 @@ pub struct SampleArgs {
     /// Write the recorded denoising trajectory (per step and position: top-k, entropy, argmax).
     #[arg(long)]
     pub trajectory: Option<PathBuf>,
-    /// Candidates per position kept in the trajectory.
+    /// Candidates per position kept in the trajectory (at most 16).
     #[arg(long, default_value_t = 8)]
     pub top_k: usize,
     /// Stochasticity η in [0, 1] of the flow-map sampler (flow-map models only): 0 is the
@@ -668,6 +668,12 @@ fn run_sample(args: SampleArgs) -> Result<()> {
     }
     if args.trajectory.is_some() && args.top_k == 0 {
         bail!("--trajectory needs --top-k of at least 1");
+    }
+    if args.top_k > flm::kernels::sampler_step::MAX_TOP_K {
+        bail!(
+            "--top-k is at most {} (the candidates the sampler kernel keeps per position)",
+            flm::kernels::sampler_step::MAX_TOP_K
+        );
     }
     if args.eta.is_some_and(|eta| !(0.0..=1.0).contains(&eta)) {
         bail!("--eta must be in [0, 1]");

@@ -166,6 +166,13 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
 
+    // More candidates than the sampler keeps is refused, not silently cut.
+    let many = flm(&[
+        "sample", "--ckpt", run_str, "--top-k", "17", "--device", "cpu",
+    ]);
+    assert_eq!(many.status.code(), Some(1));
+    assert!(stderr(&many).contains("at most 16"), "{}", stderr(&many));
+
     // η is a flow-map setting: an FLM refuses it and says what to do.
     let eta = flm(&[
         "sample", "--ckpt", run_str, "--eta", "0.5", "--device", "cpu",
