@@ -996,65 +996,40 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     }
     // The kernels exist only on wgpu: this benchmark always runs there.
     let device = pick_device(DeviceChoice::Gpu)?;
-    let (batch, len) = (16, 128);
-    let mut timings = Vec::new();
-    for vocab in [1024, 8192, 50257] {
-        // B=16, L=128, V=50257 needs 411 MB per tensor; on lavapipe a 206 MB tensor already
-        // failed to allocate, so the batch shrinks until one (B, L, V) tensor is ≤ 128 MiB.
-        let fits = (128usize << 20) / (len * vocab * 4);
-        let batch = batch.min(fits).max(1);
-        let timing =
-            flm::kernels::bench::time_sampler_step(&device.device, batch, len, vocab, 3, runs);
-        if !json {
-            eprintln!(
-                "V={vocab:>6}, B={batch}: fused {:>8.2} ms, op chain {:>8.2} ms, speed-up {:.2}x",
-                timing.fused_ms, timing.reference_ms, timing.speedup
-            );
-        }
-        timings.push(timing);
-    }
-    let mut input_timings = Vec::new();
-    for vocab in [1024, 8192, 50257] {
-        let fits = (128usize << 20) / (len * vocab * 4);
-        let batch = batch.min(fits).max(1);
-        let timing =
-            flm::kernels::bench::time_noisy_input(&device.device, batch, len, vocab, 3, runs);
-        if !json {
-            eprintln!(
-                "noisy input V={vocab:>6}, B={batch}: fused {:>8.2} ms, host + upload {:>8.2} ms, speed-up {:.2}x",
-                timing.fused_ms, timing.reference_ms, timing.speedup
-            );
-        }
-        input_timings.push(timing);
-    }
+    let bench = flm::kernels::bench::run_suite(&device.device, runs);
     if json {
-        let report = json!({"device": device.description, "seq_len": len,
-            "top_k": flm::kernels::sampler_step::MAX_TOP_K, "sampler_step": timings,
-            "noisy_input": input_timings});
+        let report = json!({"device": device.description,
+            "top_k": flm::kernels::sampler_step::MAX_TOP_K, "bench": bench});
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "fused sampler step (softmax + z update + entropy/max/top-16), L={len}, median of {runs} runs, {}",
-            device.description
-        );
-        println!(
-            "{:>6}  {:>5}  {:>10}  {:>10}  {:>8}",
-            "V", "B·L", "fused ms", "chain ms", "speed-up"
-        );
-        for t in &timings {
-            println!(
-                "{:>6}  {:>5}  {:>10.2}  {:>10.2}  {:>7.2}x",
-                t.vocab, t.rows, t.fused_ms, t.reference_ms, t.speedup
-            );
-        }
-        println!("fused noisy input (training) vs noise drawn on the host and uploaded");
-        for t in &input_timings {
-            println!(
-                "{:>6}  {:>5}  {:>10.2}  {:>10.2}  {:>7.2}x",
-                t.vocab, t.rows, t.fused_ms, t.reference_ms, t.speedup
-            );
-        }
+        return Ok(());
     }
+    let table = |title: &str, reference: &str, timings: &[flm::kernels::bench::KernelTiming]| {
+        println!("{title}");
+        println!(
+            "{:>6}  {:>5}  {:>10}  {:>12}  {:>8}",
+            "V", "B·L", "fused ms", reference, "speed-up"
+        );
+        for t in timings {
+            println!(
+                "{:>6}  {:>5}  {:>10.2}  {:>12.2}  {:>7.2}x",
+                t.vocab, t.rows, t.fused_ms, t.reference_ms, t.speedup
+            );
+        }
+    };
+    println!(
+        "L={}, median of {runs} runs after 3 warm-ups, {}",
+        bench.seq_len, device.description
+    );
+    table(
+        "fused sampler step (softmax + z update + entropy/max/top-16) vs the burn op chain",
+        "op chain ms",
+        &bench.sampler_step,
+    );
+    table(
+        "fused noisy input (training) vs noise drawn on the host and uploaded",
+        "host ms",
+        &bench.noisy_input,
+    );
     Ok(())
 }
 

@@ -86,17 +86,8 @@ mod tests {
         // Changing the last token must not change the logits of any earlier position.
         let device = crate::device::cpu_device();
         let config = ModelConfig {
-            vocab_size: 13,
-            seq_len: 6,
-            d_model: 32,
-            n_blocks: 2,
-            n_heads: 2,
-            cond_dim: 16,
-            time_features: 16,
-            two_times: false,
-            attn_softcap: 50.0,
-            logit_softcap: None,
             causal: true,
+            ..crate::model::tests_support::small_config(13, 6)
         };
         let model = crate::model::tests_support::perturbed(Dit::new(&config, 1, &device), 2);
         let a = next_token_logits(&model, &[3, 4, 5, 6, 7, 8], 6);

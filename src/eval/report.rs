@@ -14,12 +14,14 @@ use super::plot::{Chart, Series};
 use super::reference::perplexity;
 use crate::data::BuiltinTask;
 use crate::data::TextTokenizer;
-use crate::flow::interpolant::noisy_onehots;
 use crate::flow::loss::cross_entropy;
-use crate::flow::noise::{standard_normal, stream_rng};
+use crate::flow::noise::stream_rng;
 use crate::flow::{SamplerKind, SamplerSettings, Schedule, sample};
+use crate::kernels::KernelPath;
+use crate::kernels::noisy_input::noisy_input;
 use crate::model::Dit;
 use crate::train::objective::token_tensor;
+use rand::RngCore;
 
 /// The times at which the denoiser's validation cross-entropy is reported.
 pub const CE_TAUS: [f64; 5] = [0.1, 0.3, 0.5, 0.7, 0.9];
@@ -216,9 +218,16 @@ pub fn denoiser_cross_entropy(
             for (index, chunk) in chunks.iter().enumerate() {
                 let tokens: Vec<u32> = chunk.iter().flat_map(|s| s.iter().copied()).collect();
                 let rows = chunk.len();
-                let mut rng = stream_rng(seed, (1 << 44) + index as u64);
-                let noise = standard_normal(&mut rng, tokens.len() * vocab);
-                let x = noisy_onehots(&tokens, &vec![gamma; rows], noise, seq_len, vocab, device);
+                let noise_seed = stream_rng(seed, (1 << 44) + index as u64).next_u64();
+                let x = noisy_input(
+                    &tokens,
+                    &vec![gamma; rows],
+                    seq_len,
+                    vocab,
+                    noise_seed,
+                    KernelPath::Auto,
+                    device,
+                );
                 let taus = Tensor::<1>::full([rows], tau as f32, device);
                 let second = model.is_flow_map().then(|| taus.clone());
                 let logits = model.forward(x, taus, second);

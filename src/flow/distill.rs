@@ -199,7 +199,6 @@ fn times_tensor(taus: &[f64], device: &Device) -> Tensor<1> {
 mod tests {
     use super::*;
     use crate::flow::noise::stream_rng;
-    use crate::model::ModelConfig;
 
     #[test]
     fn kl_is_zero_for_matching_distributions_and_positive_otherwise() {
@@ -221,19 +220,7 @@ mod tests {
     #[test]
     fn a_student_copied_from_its_teacher_has_zero_diagonal_loss() {
         let device = crate::device::cpu_device();
-        let config = ModelConfig {
-            vocab_size: 11,
-            seq_len: 6,
-            d_model: 32,
-            n_blocks: 1,
-            n_heads: 2,
-            cond_dim: 16,
-            time_features: 16,
-            two_times: false,
-            attn_softcap: 50.0,
-            logit_softcap: None,
-            causal: false,
-        };
+        let config = crate::model::tests_support::small_config(11, 6);
         // A fresh model predicts uniform; perturb it so the check is not trivial.
         let teacher = crate::model::tests_support::perturbed(Dit::new(&config, 3, &device), 4);
         let student = teacher.clone().with_second_time(5);

@@ -228,18 +228,6 @@ impl FlowMapStep {
             (keep, moved, 0.0)
         }
     }
-
-    /// Moves `z` to the next grid time given the denoiser output `denoised` at this step and,
-    /// for η > 0, fresh standard normal noise `xi` (see [`FlowMapStep::coefficients`]).
-    pub fn advance(&self, z: Tensor<3>, denoised: Tensor<3>, eta: f64, xi: Tensor<3>) -> Tensor<3> {
-        let (keep, moved, noise) = self.coefficients(eta);
-        let next = z * keep + denoised * moved;
-        if noise != 0.0 {
-            next + xi * noise
-        } else {
-            next
-        }
-    }
 }
 
 #[cfg(test)]
@@ -406,7 +394,8 @@ mod tests {
             let eps = random([1, 1, n], 21, &device);
             let z = eps * (1.0 - step.gamma);
             let xi = random([1, 1, n], 22, &device);
-            let next = read(step.advance(z, d, eta, xi));
+            let (keep, moved, noise) = step.coefficients(eta);
+            let next = read(z * keep + d * moved + xi * noise);
             let var = next.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
             let want = step.sigma.powi(2);
             assert!((var / want - 1.0).abs() < 0.02, "η={eta}: {var} vs {want}");

@@ -8,9 +8,7 @@ use super::noise::{standard_normal, stream_rng};
 use super::schedule::Schedule;
 use super::trajectory::{Frame, SampleTrajectory, Trajectory};
 use crate::kernels::KernelPath;
-use crate::kernels::sampler_step::{
-    MAX_TOP_K, StepCoefficients, fused_sampler_step, reference_sampler_step,
-};
+use crate::kernels::sampler_step::{MAX_TOP_K, StepCoefficients, sampler_step};
 use crate::model::Dit;
 
 /// How to sample.
@@ -195,11 +193,7 @@ pub fn sample_with(
             seed: settings.seed,
             counter: step_noise_counter(settings.stream, i),
         };
-        let output = if path.uses_kernel(device) {
-            fused_sampler_step(logits, z, coefficients, recorder.top_k())
-        } else {
-            reference_sampler_step(logits, z, coefficients, recorder.top_k())
-        };
+        let output = sampler_step(logits, z, coefficients, recorder.top_k(), path);
         recorder.record(output.stats, step.tau, step.gamma);
         z = output.z_next;
     }

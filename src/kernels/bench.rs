@@ -1,11 +1,13 @@
-//! `flm bench kernels`: the fused sampler step against its reference op chain, timed the way
-//! sampling uses them (statistics read back, device synchronised inside the timed region).
+//! `flm bench kernels`: each WGSL kernel against its reference path, timed the way the app
+//! uses them (results read back or the device synchronised inside the timed region).
 
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
+use super::KernelPath;
+use super::noisy_input::noisy_input;
 use super::sampler_step::{
     MAX_TOP_K, StepCoefficients, StepOutput, fused_sampler_step, reference_sampler_step,
 };
@@ -16,7 +18,7 @@ use crate::flow::noise::{standard_normal, stream_rng};
 pub struct KernelTiming {
     pub vocab: usize,
     pub rows: usize,
-    /// Median milliseconds of the fused kernel and of the op chain.
+    /// Median milliseconds of the fused kernel and of the reference path.
     pub fused_ms: f64,
     pub reference_ms: f64,
     /// reference / fused: above 1 means the kernel is faster.
@@ -24,15 +26,77 @@ pub struct KernelTiming {
     pub runs: usize,
 }
 
-/// Times both paths of the sampler step for (batch, len, vocab) on `device`: `warmup`
-/// untimed runs each, then the median of `runs`. Inputs change between runs so no cache can
-/// answer for the device.
+/// The whole suite: both kernels at every benchmarked vocabulary size.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelBench {
+    pub seq_len: usize,
+    pub sampler_step: Vec<KernelTiming>,
+    pub noisy_input: Vec<KernelTiming>,
+}
+
+/// Vocabulary sizes of the suite (a small, a mid-size and GPT-2's).
+pub const VOCABS: [usize; 3] = [1024, 8192, 50257];
+const SEQ_LEN: usize = 128;
+const BATCH: usize = 16;
+const WARMUP: usize = 3;
+
+/// Runs the suite at L = 128 and B = 16. B shrinks where one (B, L, V) tensor would pass
+/// 128 MiB: B=16 at V=50257 needs 411 MB, and on lavapipe 206 MB already failed to allocate.
+pub fn run_suite(device: &Device, runs: usize) -> KernelBench {
+    let batch_for = |vocab: usize| BATCH.min((128usize << 20) / (SEQ_LEN * vocab * 4)).max(1);
+    KernelBench {
+        seq_len: SEQ_LEN,
+        sampler_step: VOCABS
+            .iter()
+            .map(|&v| time_sampler_step(device, batch_for(v), SEQ_LEN, v, runs))
+            .collect(),
+        noisy_input: VOCABS
+            .iter()
+            .map(|&v| time_noisy_input(device, batch_for(v), SEQ_LEN, v, runs))
+            .collect(),
+    }
+}
+
+/// Median wall time (ms) of `run(i)` followed by a device sync, over `runs` calls after
+/// `WARMUP` untimed ones.
+fn median_ms(device: &Device, runs: usize, mut run: impl FnMut(usize)) -> f64 {
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..WARMUP + runs {
+        let started = Instant::now();
+        run(i);
+        device.sync().expect("device sync");
+        if i >= WARMUP {
+            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn timing(
+    vocab: usize,
+    rows: usize,
+    runs: usize,
+    fused_ms: f64,
+    reference_ms: f64,
+) -> KernelTiming {
+    KernelTiming {
+        vocab,
+        rows,
+        fused_ms,
+        reference_ms,
+        speedup: reference_ms / fused_ms,
+        runs,
+    }
+}
+
+/// The sampler step: fused kernel vs op chain, statistics read back. Inputs rotate between
+/// runs so no cache can answer for the device.
 pub fn time_sampler_step(
     device: &Device,
     batch: usize,
     len: usize,
     vocab: usize,
-    warmup: usize,
     runs: usize,
 ) -> KernelTiming {
     let rows = batch * len;
@@ -49,77 +113,44 @@ pub fn time_sampler_step(
         seed: 0,
         counter: 0,
     };
-    let time = |step: &dyn Fn(Tensor<3>, Tensor<3>) -> StepOutput| {
-        let mut samples = Vec::with_capacity(runs);
-        for i in 0..warmup + runs {
+    let time = |step: fn(Tensor<3>, Tensor<3>, StepCoefficients, usize) -> StepOutput| {
+        median_ms(device, runs, |i| {
             let (logits, z) = inputs[i % inputs.len()].clone();
-            let started = Instant::now();
-            let output = step(logits, z);
-            let stats: Vec<f32> = output
+            let output = step(logits, z, coefficients, MAX_TOP_K);
+            // Materialising the statistics is part of the step: the sampler reads them back.
+            let stats = output
                 .stats
                 .into_data()
                 .convert::<f32>()
-                .try_into_vec()
-                .unwrap_or_default();
-            device.sync().expect("device sync");
+                .try_into_vec::<f32>()
+                .expect("benchmark readback");
             std::hint::black_box((stats, output.z_next));
-            if i >= warmup {
-                samples.push(started.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-        samples.sort_by(f64::total_cmp);
-        samples[samples.len() / 2]
+        })
     };
-    let fused_ms = time(&|l, z| fused_sampler_step(l, z, coefficients, MAX_TOP_K));
-    let reference_ms = time(&|l, z| reference_sampler_step(l, z, coefficients, MAX_TOP_K));
-    KernelTiming {
-        vocab,
-        rows,
-        fused_ms,
-        reference_ms,
-        speedup: reference_ms / fused_ms,
-        runs,
-    }
+    let fused_ms = time(fused_sampler_step);
+    let reference_ms = time(reference_sampler_step);
+    timing(vocab, rows, runs, fused_ms, reference_ms)
 }
 
-/// Times the fused noisy input against the host path (draw on the CPU, upload) for
-/// (batch, len, vocab) on `device`; the device is synchronised inside the timed region.
+/// The noisy training input: fused kernel vs noise drawn on the host and uploaded.
 pub fn time_noisy_input(
     device: &Device,
     batch: usize,
     len: usize,
     vocab: usize,
-    warmup: usize,
     runs: usize,
 ) -> KernelTiming {
-    use super::KernelPath;
-    use super::noisy_input::noisy_input;
     let tokens: Vec<u32> = (0..batch * len).map(|i| (i * 31 % vocab) as u32).collect();
     let gammas: Vec<f64> = (0..batch)
         .map(|b| (b as f64 + 0.5) / batch as f64)
         .collect();
     let time = |path: KernelPath| {
-        let mut samples = Vec::with_capacity(runs);
-        for i in 0..warmup + runs {
-            let started = Instant::now();
+        median_ms(device, runs, |i| {
             let x = noisy_input(&tokens, &gammas, len, vocab, i as u64, path, device);
-            device.sync().expect("device sync");
             std::hint::black_box(x);
-            if i >= warmup {
-                samples.push(started.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-        samples.sort_by(f64::total_cmp);
-        samples[samples.len() / 2]
+        })
     };
     let fused_ms = time(KernelPath::Auto);
     let reference_ms = time(KernelPath::Reference);
-    KernelTiming {
-        vocab,
-        rows: batch * len,
-        fused_ms,
-        reference_ms,
-        speedup: reference_ms / fused_ms,
-        runs,
-    }
+    timing(vocab, batch * len, runs, fused_ms, reference_ms)
 }

@@ -127,3 +127,31 @@ impl NoisyInputBackend for CubeBackend {
         output
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolant_is_noise_at_zero_and_data_at_one() {
+        let device = crate::device::cpu_device();
+        let tokens = [0u32, 1, 2, 3, 2, 1];
+        let x = noisy_input(
+            &tokens,
+            &[0.0, 1.0],
+            3,
+            4,
+            8,
+            KernelPath::Reference,
+            &device,
+        );
+        let values = x.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(values[..12], counter_normals(8, 0, 12)[..]);
+        for (pos, &token) in tokens[3..].iter().enumerate() {
+            for v in 0..4 {
+                let expected = if v == token as usize { 1.0 } else { 0.0 };
+                assert_eq!(values[12 + pos * 4 + v], expected);
+            }
+        }
+    }
+}

@@ -36,14 +36,16 @@ pub struct StepOutput {
     pub stats: Tensor<2>,
 }
 
-/// One sampler step: the fused kernel on a wgpu device, the reference path elsewhere.
+/// One sampler step: the fused kernel where `path` allows it (wgpu devices), the reference
+/// path elsewhere.
 pub fn sampler_step(
     logits: Tensor<3>,
     z: Tensor<3>,
     coefficients: StepCoefficients,
     k: usize,
+    path: KernelPath,
 ) -> StepOutput {
-    if KernelPath::Auto.uses_kernel(&z.device()) {
+    if path.uses_kernel(&z.device()) {
         fused_sampler_step(logits, z, coefficients, k)
     } else {
         reference_sampler_step(logits, z, coefficients, k)

@@ -182,11 +182,24 @@ impl Dit {
     }
 }
 
-/// Helpers for tests elsewhere in the crate that need a model whose output is not uniform.
+/// Helpers for tests elsewhere in the crate: a small configuration, and a model whose output
+/// is not uniform.
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
     use burn::tensor::{Distribution, Tensor};
+
+    /// A two-block, width-32 bidirectional FLM for `vocab` tokens and `seq_len` positions.
+    pub fn small_config(vocab: usize, seq_len: usize) -> ModelConfig {
+        ModelConfig {
+            d_model: 32,
+            n_blocks: 2,
+            n_heads: 2,
+            cond_dim: 16,
+            time_features: 16,
+            ..ModelConfig::from_preset(crate::model::ModelPreset::Micro, vocab, seq_len)
+        }
+    }
 
     /// Replaces the zero-initialised layers by random ones drawn from `seed`.
     pub fn perturbed(mut model: Dit, seed: u64) -> Dit {
