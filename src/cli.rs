@@ -52,12 +52,16 @@ pub enum Command {
     Eval(EvalArgs),
     /// Benchmarks: `flm bench kernels` times the WGSL kernels against their op chains.
     Bench(BenchArgs),
+    /// Copy a trained model (config.json, tokenizer.json, model.safetensors) into a folder.
+    Export(ExportArgs),
     /// Show a checkpoint's configuration, size and progress.
     Info(InfoArgs),
     /// Print the time reparameterization γ(τ) for a vocabulary size.
     Schedule(ScheduleArgs),
     /// Train a tiny model on `builtin:repeat` for a minute and show it denoising.
     Demo(DemoArgs),
+    /// Open the desktop app (what `flm` with no subcommand does where a display exists).
+    Gui,
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +331,16 @@ pub enum BenchTarget {
 }
 
 #[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint (run) directory.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// Folder to write the three files into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Checkpoint (run) directory.
     #[arg(long)]
@@ -377,19 +391,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Sample(args)) => run_sample(args),
         Some(Command::Eval(args)) => run_eval(args),
         Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Export(args)) => run_export(args),
         Some(Command::Info(args)) => run_info(args),
         Some(Command::Schedule(args)) => run_schedule(args),
         Some(Command::Demo(args)) => run_demo(args),
-        None => {
-            eprintln!(
-                "flm: the desktop app is not part of this build yet; running the terminal demo \
-                 instead (see `flm --help` for train, sample, info, schedule)."
-            );
-            run_demo(DemoArgs {
-                seconds: 60.0,
-                out: None,
-            })
-        }
+        Some(Command::Gui) => flm::app::run_desktop().map_err(anyhow::Error::msg),
+        None => match flm::app::run_desktop() {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                eprintln!(
+                    "flm: cannot open the desktop window ({reason}).\n\
+                     Running the terminal demo instead; see `flm --help` for train, distill, \
+                     sample, eval and export."
+                );
+                run_demo(DemoArgs {
+                    seconds: 60.0,
+                    out: None,
+                })
+            }
+        },
     }
 }
 
@@ -1030,6 +1050,13 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         "host ms",
         &bench.noisy_input,
     );
+    Ok(())
+}
+
+fn run_export(args: ExportArgs) -> Result<()> {
+    for file in flm::train::export_model(&args.ckpt, &args.out)? {
+        println!("{}", file.display());
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::Device;
-use burn::tensor::wgpu::wgpu;
+use burn::tensor::wgpu::{WgpuSetup, wgpu};
 
 /// What the user asked for with `--device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,15 +129,9 @@ fn gpu() -> Result<ComputeDevice, String> {
              (on Debian/Ubuntu: mesa-vulkan-drivers libvulkan1) or use --device cpu",
         )
     })?;
-    // wgpu's runtime can be registered once per process; later requests share that device.
-    static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
-    let device = WGPU
-        .get_or_init(|| {
-            Device::wgpu_options()
-                .init()
-                .map_err(|e| format!("could not start wgpu on {}: {e}", adapter.name))
-        })
-        .clone()?;
+    let device = wgpu_runtime()
+        .map(|(device, _)| device.clone())
+        .map_err(|e| format!("could not start wgpu on {}: {e}", adapter.name))?;
     let software = if adapter.is_cpu {
         ", software rasteriser"
     } else {
@@ -148,4 +142,28 @@ fn gpu() -> Result<ComputeDevice, String> {
         backend: Backend::Wgpu,
         description: format!("wgpu on {} ({}{software})", adapter.name, adapter.backend),
     })
+}
+
+/// Burn's wgpu runtime and the handles it runs on. It can be registered once per process, so
+/// later requests share it, and the desktop app renders on the same device (one GPU context,
+/// no copies between two).
+fn wgpu_runtime() -> Result<&'static (Device, WgpuSetup), String> {
+    static WGPU: std::sync::OnceLock<Result<(Device, WgpuSetup), String>> =
+        std::sync::OnceLock::new();
+    WGPU.get_or_init(|| {
+        Device::wgpu_options()
+            .init_with_setup()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// The wgpu instance, adapter, device and queue compute runs on, when `device` is the wgpu
+/// backend; a renderer given these draws on the same GPU.
+pub fn shared_wgpu_setup(device: &ComputeDevice) -> Option<WgpuSetup> {
+    match device.backend {
+        Backend::Wgpu => wgpu_runtime().ok().map(|(_, setup)| setup.clone()),
+        Backend::Cpu => None,
+    }
 }

@@ -5,8 +5,10 @@
 //! [`model`] (the DiT denoiser), [`flow`] (time schedule, interpolant, losses, samplers),
 //! [`train`] (loop, optimizer, EMA, checkpoints, progress events), [`eval`] (metrics, the
 //! reference model, reports), [`kernels`] (WGSL kernels for the hot paths), [`device`] (backend
-//! choice). Front ends (`cli`, later the GUI) only call into these.
+//! choice). Front ends ([`app`], the desktop GUI, and the `flm` CLI) only call into these; none of
+//! the other modules knows a front end exists.
 
+pub mod app;
 pub mod data;
 pub mod device;
 pub mod eval;

@@ -1,4 +1,4 @@
-//! `flm`: one binary for the command line (and, later, the desktop app).
+//! `flm`: one binary for the desktop app (no subcommand) and the command line.
 
 mod cli;
 

@@ -3,6 +3,7 @@
 
 pub mod corpus;
 pub mod dataset;
+pub mod preview;
 pub mod source;
 pub mod tasks;
 pub mod tokenizer;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 pub use corpus::{CorpusStats, check_long_enough, load_text};
 pub use dataset::{PackedSequences, TextDataset, TextDatasetSpec, prepare_text_dataset};
+pub use preview::{DataPreview, preview_data};
 pub use source::DataSource;
 pub use tasks::BuiltinTask;
 pub use tokenizer::{TextTokenizer, TokenizerKind};

@@ -8,6 +8,7 @@ pub mod events;
 pub mod objective;
 pub mod optimizer;
 mod params;
+pub mod runs;
 pub mod setup;
 pub mod trainer;
 
@@ -15,5 +16,6 @@ pub use checkpoint::{CheckpointError, LoadedModel, RunDir, TrainingState, load_m
 pub use config::{DataConfig, DistillConfig, ModelKind, RunConfig, TeacherInfo, TrainConfig};
 pub use events::{RunControl, StopReason, TrainEvent};
 pub use objective::Objective;
+pub use runs::{EXPORTED_FILES, RunListing, delete_run, export_model, list_runs};
 pub use setup::{DistillRequest, NewModelKind, TrainRequest, prepare_distill, prepare_run};
 pub use trainer::{TrainError, TrainJob, TrainSummary, train};

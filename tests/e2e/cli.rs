@@ -166,6 +166,43 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
 
+    let exported = dir.join("exported");
+    let export = flm(&[
+        "export",
+        "--ckpt",
+        run_str,
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(stdout(&export).lines().count(), 3);
+    let from_export = flm(&[
+        "sample",
+        "--ckpt",
+        exported.to_str().unwrap(),
+        "--steps",
+        "4",
+        "--n",
+        "3",
+        "--seed",
+        "9",
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    assert!(from_export.status.success(), "{}", stderr(&from_export));
+    let texts = |output: &Output| -> Vec<String> {
+        stdout(output)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].to_string())
+            .collect()
+    };
+    assert_eq!(
+        texts(&from_export),
+        texts(&output),
+        "the export samples like the run"
+    );
+
     // More candidates than the sampler keeps is refused, not silently cut.
     let many = flm(&[
         "sample", "--ckpt", run_str, "--top-k", "17", "--device", "cpu",

@@ -6,6 +6,8 @@ mod common;
 mod distill;
 mod eval;
 mod gpu;
+mod gui;
 mod kernels;
+mod runs;
 mod sampling;
 mod training;

@@ -1,0 +1,233 @@
+//! View 1, Data: choose a text file or a built-in task and see what the tokenizer makes of it.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use super::FlmApp;
+use super::dialogs::PickPurpose;
+use crate::data::{BuiltinTask, DataPreview, TokenizerKind};
+use crate::train::setup::DEFAULT_VOCAB;
+
+/// The user's data choice and its analysis.
+pub struct DataState {
+    /// `builtin:<task>` or a file path.
+    pub source: String,
+    pub tokenizer: TokenizerKind,
+    pub vocab_size: usize,
+    pub preview: Option<DataPreview>,
+    /// Why the chosen data cannot be used.
+    pub error: Option<String>,
+    /// The source being analysed, while a job runs.
+    pending: Option<String>,
+}
+
+impl Default for DataState {
+    fn default() -> Self {
+        Self {
+            source: "builtin:repeat".into(),
+            tokenizer: TokenizerKind::Bpe,
+            vocab_size: DEFAULT_VOCAB,
+            preview: None,
+            error: None,
+            pending: None,
+        }
+    }
+}
+
+impl DataState {
+    pub fn busy(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        self.source.starts_with("builtin:")
+    }
+
+    pub fn choose_file(&mut self, path: PathBuf) {
+        self.source = path.display().to_string();
+        self.preview = None;
+        self.error = None;
+    }
+
+    /// What to analyse next; marks the analysis as running.
+    pub(super) fn preview_request(&mut self) -> Option<(String, TokenizerKind, usize)> {
+        self.pending = Some(self.source.clone());
+        Some((self.source.clone(), self.tokenizer, self.vocab_size))
+    }
+
+    /// Takes an analysis; stale ones (the user chose other data meanwhile) are dropped.
+    /// Returns the error for the app's message list.
+    pub(super) fn preview_done(
+        &mut self,
+        source: &str,
+        result: Result<Box<DataPreview>, String>,
+    ) -> Result<(), String> {
+        if self.pending.as_deref() == Some(source) {
+            self.pending = None;
+        }
+        if source != self.source {
+            return Ok(());
+        }
+        match result {
+            Ok(preview) => {
+                self.preview = Some(*preview);
+                self.error = None;
+                Ok(())
+            }
+            Err(error) => {
+                self.preview = None;
+                self.error = Some(error.clone());
+                Err(format!("cannot use this data: {error}"))
+            }
+        }
+    }
+}
+
+impl FlmApp {
+    pub(super) fn data_view(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Training data");
+        ui.label("Pick a UTF-8 text file of your own, or a built-in task the app generates.");
+        ui.add_space(6.0);
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            for task in BuiltinTask::ALL {
+                let spec = format!("builtin:{}", task.name());
+                if ui
+                    .selectable_label(self.data.source == spec, format!("builtin:{}", task.name()))
+                    .on_hover_text(task.description())
+                    .clicked()
+                {
+                    self.data.source = spec;
+                    self.data.preview = None;
+                    self.data.error = None;
+                    changed = true;
+                }
+            }
+            ui.separator();
+            if ui
+                .button("📂 Choose text file…")
+                .on_hover_text("A .txt file: a book, your notes, code…")
+                .clicked()
+            {
+                self.jobs.pick(
+                    PickPurpose::TrainingText,
+                    "Choose a UTF-8 text file to train on",
+                );
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Source:");
+            ui.monospace(&self.data.source);
+        });
+        ui.add_enabled_ui(!self.data.is_builtin(), |ui| {
+            ui.horizontal(|ui| {
+                let label = ui.label("Tokenizer");
+                egui::ComboBox::from_id_salt("tokenizer")
+                    .selected_text(self.data.tokenizer.to_string())
+                    .show_ui(ui, |ui| {
+                        for kind in [TokenizerKind::Bpe, TokenizerKind::Char] {
+                            changed |= ui
+                                .selectable_value(&mut self.data.tokenizer, kind, kind.to_string())
+                                .changed();
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                changed |= super::labelled(
+                    ui,
+                    "vocabulary",
+                    egui::DragValue::new(&mut self.data.vocab_size)
+                        .range(self.data.tokenizer.min_vocab_size()..=65536)
+                        .speed(16),
+                )
+                .on_hover_text("Upper bound: a BPE trained on little text may stop earlier")
+                .changed();
+            });
+        });
+        if self.data.is_builtin() {
+            ui.weak("Built-in tasks use their own 30-token character vocabulary.");
+        }
+        ui.horizontal(|ui| {
+            let analyse = ui.add_enabled(!self.data.busy(), egui::Button::new("🔎 Analyse"));
+            if analyse.clicked() {
+                changed = true;
+            }
+            if self.data.busy() {
+                ui.spinner();
+                ui.label("training the tokenizer…");
+            }
+        });
+        if changed && !self.data.busy() {
+            self.start_preview();
+        }
+        ui.separator();
+        if let Some(error) = &self.data.error {
+            egui::Frame::new()
+                .fill(super::style::error_fill(ui))
+                .inner_margin(8.0)
+                .show(ui, |ui| {
+                    ui.label(egui::RichText::new("This data cannot be used").strong());
+                    ui.label(egui::RichText::new(error).color(super::style::ERROR_TEXT));
+                });
+        }
+        if let Some(preview) = &self.data.preview {
+            preview_panel(ui, preview);
+        } else if self.data.error.is_none() && !self.data.busy() {
+            ui.weak("Click Analyse to see corpus statistics.");
+        }
+    }
+}
+
+fn preview_panel(ui: &mut egui::Ui, preview: &DataPreview) {
+    ui.label(&preview.description);
+    let stats = &preview.stats;
+    egui::Grid::new("corpus-stats")
+        .num_columns(2)
+        .striped(true)
+        .show(ui, |ui| {
+            let mut row = |name: &str, value: String| {
+                ui.label(name);
+                ui.monospace(value);
+                ui.end_row();
+            };
+            row("bytes", format!("{}", stats.bytes));
+            row("characters", format!("{}", stats.chars));
+            row("lines", format!("{}", stats.lines));
+            row("tokens", format!("{}", stats.tokens));
+            row("bytes / token", format!("{:.2}", stats.bytes_per_token));
+            row(
+                "vocabulary",
+                format!(
+                    "{} ({})",
+                    preview.tokenizer.vocab_size(),
+                    preview.tokenizer.kind()
+                ),
+            );
+        });
+    ui.add_space(6.0);
+    ui.columns(2, |columns| {
+        columns[0].strong("Most frequent tokens");
+        egui::ScrollArea::vertical()
+            .id_salt("top-tokens")
+            .max_height(240.0)
+            .show(&mut columns[0], |ui| {
+                egui::Grid::new("top-tokens-grid")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (token, count) in &preview.stats.top_tokens {
+                            ui.monospace(format!("{token:?}"));
+                            ui.label(count.to_string());
+                            ui.end_row();
+                        }
+                    });
+            });
+        columns[1].strong("Excerpt");
+        egui::ScrollArea::vertical()
+            .id_salt("excerpt")
+            .max_height(240.0)
+            .show(&mut columns[1], |ui| {
+                ui.monospace(&preview.excerpt);
+            });
+    });
+}

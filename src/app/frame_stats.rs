@@ -1,0 +1,111 @@
+//! Frame timing: how long the UI took to build each frame and how often frames came, so the
+//! status bar (and `FLM_FRAME_LOG`) can report p50/p95 against the 30 frames/s target.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// The last frames' timings, in milliseconds.
+#[derive(Debug, Default)]
+pub struct FrameStats {
+    /// Time between the starts of consecutive frames, only while frames come back to back.
+    intervals: VecDeque<f32>,
+    /// CPU time of the UI code (layout + our drawing), per frame.
+    build: VecDeque<f32>,
+    last_start: Option<Instant>,
+    total_frames: u64,
+}
+
+/// Frames kept: a few seconds at 60 frames/s.
+const WINDOW: usize = 600;
+/// A gap longer than this is idleness (nothing asked for a redraw), not a slow frame.
+const IDLE_GAP_MS: f32 = 250.0;
+
+/// p50 and p95 of one measure.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: f32,
+    pub p95: f32,
+    pub count: usize,
+}
+
+impl FrameStats {
+    /// Call at the start of a frame; returns the clock for [`FrameStats::frame_end`].
+    pub fn frame_start(&mut self) -> Instant {
+        let now = Instant::now();
+        if let Some(last) = self.last_start {
+            let ms = now.duration_since(last).as_secs_f32() * 1000.0;
+            if ms < IDLE_GAP_MS {
+                push(&mut self.intervals, ms);
+            }
+        }
+        self.last_start = Some(now);
+        self.total_frames += 1;
+        now
+    }
+
+    pub fn frame_end(&mut self, started: Instant) {
+        push(&mut self.build, started.elapsed().as_secs_f32() * 1000.0);
+    }
+
+    pub fn intervals(&self) -> Option<Percentiles> {
+        percentiles(&self.intervals)
+    }
+
+    pub fn build_times(&self) -> Option<Percentiles> {
+        percentiles(&self.build)
+    }
+
+    pub fn total_frames(&self) -> u64 {
+        self.total_frames
+    }
+}
+
+fn push(window: &mut VecDeque<f32>, value: f32) {
+    if window.len() == WINDOW {
+        window.pop_front();
+    }
+    window.push_back(value);
+}
+
+/// Nearest-rank percentiles.
+pub fn percentiles(values: &VecDeque<f32>) -> Option<Percentiles> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<f32> = values.iter().copied().collect();
+    sorted.sort_by(f32::total_cmp);
+    let rank =
+        |q: f32| sorted[((q * sorted.len() as f32).ceil() as usize).clamp(1, sorted.len()) - 1];
+    Some(Percentiles {
+        p50: rank(0.50),
+        p95: rank(0.95),
+        count: sorted.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: VecDeque<f32> = (1..=100).map(|v| v as f32).collect();
+        let p = percentiles(&values).unwrap();
+        assert_eq!((p.p50, p.p95, p.count), (50.0, 95.0, 100));
+        let one: VecDeque<f32> = [7.0].into();
+        assert_eq!(percentiles(&one).unwrap().p95, 7.0);
+        assert!(percentiles(&VecDeque::new()).is_none());
+    }
+
+    #[test]
+    fn idle_gaps_are_not_counted_as_frames() {
+        let mut stats = FrameStats::default();
+        let start = stats.frame_start();
+        stats.frame_end(start);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stats.frame_start();
+        assert!(stats.intervals().is_none());
+        assert_eq!(stats.build_times().unwrap().count, 1);
+        assert_eq!(stats.total_frames(), 2);
+    }
+}

@@ -1,0 +1,351 @@
+//! Long work off the UI thread. Every job runs on its own thread and answers through one
+//! channel the UI drains each frame; a panicking job becomes an error message, never a dead
+//! window. Nothing here draws.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use eframe::egui;
+
+use super::dialogs::{Dialogs, PickPurpose};
+use crate::data::{BuiltinTask, DataPreview, TokenizerKind, preview_data};
+use crate::device::ComputeDevice;
+use crate::flow::{SamplerKind, SamplerSettings, Schedule, Trajectory, sample};
+use crate::train::{
+    DistillRequest, ModelKind, RunControl, TrainEvent, TrainRequest, TrainSummary, export_model,
+    load_model, prepare_distill, prepare_run, train,
+};
+
+/// Which training slot a message belongs to: the Train view shows both side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingSlot {
+    Flm,
+    Distill,
+}
+
+/// An answer from a job.
+pub enum JobMessage {
+    Picked {
+        purpose: PickPurpose,
+        path: Option<PathBuf>,
+    },
+    DataPreview {
+        source: String,
+        result: Result<Box<DataPreview>, String>,
+    },
+    /// The run directory is ready and training starts.
+    TrainingStarted {
+        slot: TrainingSlot,
+        run_dir: PathBuf,
+        events: Receiver<TrainEvent>,
+    },
+    TrainingDone {
+        slot: TrainingSlot,
+        result: Result<TrainSummary, String>,
+    },
+    Sampled(Result<Box<SampleResult>, String>),
+    Exported {
+        dest: PathBuf,
+        result: Result<Vec<PathBuf>, String>,
+    },
+}
+
+/// Starts jobs and collects their answers.
+pub struct Jobs {
+    sender: Sender<JobMessage>,
+    receiver: Receiver<JobMessage>,
+    ctx: egui::Context,
+    dialogs: Arc<dyn Dialogs>,
+}
+
+impl Jobs {
+    pub fn new(ctx: egui::Context, dialogs: Arc<dyn Dialogs>) -> Self {
+        let (sender, receiver) = channel();
+        Self {
+            sender,
+            receiver,
+            ctx,
+            dialogs,
+        }
+    }
+
+    pub fn set_dialogs(&mut self, dialogs: Arc<dyn Dialogs>) {
+        self.dialogs = dialogs;
+    }
+
+    /// Answers that arrived since the last frame.
+    pub fn drain(&self) -> Vec<JobMessage> {
+        self.receiver.try_iter().collect()
+    }
+
+    /// Blocks until the next answer (tests wait for jobs this way).
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<JobMessage> {
+        self.receiver.recv_timeout(timeout).ok()
+    }
+
+    /// Runs `work` on a thread; its answer (or `on_panic` with the panic's message) is sent
+    /// back and the UI woken.
+    fn spawn(
+        &self,
+        name: &str,
+        work: impl FnOnce(&Sender<JobMessage>) -> JobMessage + Send + 'static,
+        on_panic: impl FnOnce(String) -> JobMessage + Send + 'static,
+    ) {
+        let (sender, ctx) = (self.sender.clone(), self.ctx.clone());
+        // Shared so that a thread that never started can still answer with it.
+        let on_panic = Arc::new(Mutex::new(Some(on_panic)));
+        let fallback = on_panic.clone();
+        let take = |slot: &Mutex<Option<_>>| slot.lock().ok().and_then(|mut f| f.take());
+        let spawned = std::thread::Builder::new()
+            .name(format!("flm-{name}"))
+            .spawn(move || {
+                let message = std::panic::catch_unwind(AssertUnwindSafe(|| work(&sender)))
+                    .unwrap_or_else(|panic| {
+                        let on_panic = take(&fallback).expect("answered once");
+                        on_panic(panic_message(&panic))
+                    });
+                // The window may have closed; then nobody is listening and that is fine.
+                let _ = sender.send(message);
+                ctx.request_repaint();
+            });
+        if let (Err(error), Some(on_panic)) = (spawned, take(&on_panic)) {
+            let _ = self.sender.send(on_panic(format!(
+                "could not start a worker thread: {error}"
+            )));
+        }
+    }
+
+    pub fn pick(&self, purpose: PickPurpose, title: &'static str) {
+        let dialogs = self.dialogs.clone();
+        self.spawn(
+            "dialog",
+            move |_| {
+                let path = match purpose {
+                    PickPurpose::TrainingText => dialogs.pick_file(title),
+                    _ => dialogs.pick_folder(title),
+                };
+                JobMessage::Picked { purpose, path }
+            },
+            move |_| JobMessage::Picked {
+                purpose,
+                path: None,
+            },
+        );
+    }
+
+    pub fn preview(&self, source: String, kind: TokenizerKind, vocab_size: usize) {
+        let failed = source.clone();
+        self.spawn(
+            "preview",
+            move |_| JobMessage::DataPreview {
+                result: preview_data(&source, kind, vocab_size)
+                    .map(Box::new)
+                    .map_err(|e| e.to_string()),
+                source,
+            },
+            move |error| JobMessage::DataPreview {
+                source: failed,
+                result: Err(error),
+            },
+        );
+    }
+
+    /// Prepares the run (tokenizer, data cache, config) and trains it, streaming events.
+    pub fn train(
+        &self,
+        slot: TrainingSlot,
+        start: TrainingStart,
+        device: ComputeDevice,
+        control: RunControl,
+    ) {
+        let ctx = self.ctx.clone();
+        self.spawn(
+            "train",
+            move |sender| {
+                let result = (|| {
+                    let prepared = match start {
+                        TrainingStart::Flm(request) => prepare_run(&request),
+                        TrainingStart::Distill(request) => prepare_distill(&request),
+                    }
+                    .map_err(|e| e.to_string())?;
+                    let run_dir = prepared.run.root().to_path_buf();
+                    let job = prepared.into_job(device).map_err(|e| e.to_string())?;
+                    let (events, receiver) = channel();
+                    let _ = sender.send(JobMessage::TrainingStarted {
+                        slot,
+                        run_dir,
+                        events: receiver,
+                    });
+                    ctx.request_repaint();
+                    train(job, &control, &events).map_err(|e| e.to_string())
+                })();
+                JobMessage::TrainingDone { slot, result }
+            },
+            move |error| JobMessage::TrainingDone {
+                slot,
+                result: Err(format!("training crashed: {error}")),
+            },
+        );
+    }
+
+    pub fn sample(&self, request: SampleRequest, device: ComputeDevice) {
+        self.spawn(
+            "sample",
+            move |_| JobMessage::Sampled(run_sampling(&request, &device).map(Box::new)),
+            |error| JobMessage::Sampled(Err(format!("sampling crashed: {error}"))),
+        );
+    }
+
+    pub fn export(&self, run_dir: PathBuf, dest: PathBuf) {
+        let failed = dest.clone();
+        self.spawn(
+            "export",
+            move |_| JobMessage::Exported {
+                result: export_model(&run_dir, &dest).map_err(|e| e.to_string()),
+                dest,
+            },
+            move |error| JobMessage::Exported {
+                dest: failed,
+                result: Err(error),
+            },
+        );
+    }
+}
+
+/// What a training job starts from.
+pub enum TrainingStart {
+    Flm(TrainRequest),
+    Distill(DistillRequest),
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// What Generate asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRequest {
+    pub model: PathBuf,
+    pub steps: usize,
+    pub eta: f64,
+    pub seed: u64,
+    pub samples: usize,
+    /// A second model sampled from the same noise, with its own step count.
+    pub compare: Option<(PathBuf, usize)>,
+}
+
+/// Candidates per position kept in the trajectory: what the bars and tooltips show.
+pub const TRAJECTORY_TOP_K: usize = 8;
+const _: () = assert!(TRAJECTORY_TOP_K <= crate::kernels::sampler_step::MAX_TOP_K);
+
+/// One model's recorded sampling run, ready to replay.
+pub struct SampledModel {
+    pub dir: PathBuf,
+    pub kind: ModelKind,
+    pub trajectory: Trajectory,
+    /// Display text of every token id, looked up once instead of every frame.
+    pub vocab: Arc<Vec<String>>,
+    pub texts: Vec<String>,
+    /// Validity per sample on built-in tasks.
+    pub valid: Vec<Option<bool>>,
+    pub seconds: f64,
+    /// γ(τ) of the model's vocabulary, for the schedule plot.
+    pub schedule_curve: Vec<[f64; 2]>,
+}
+
+pub struct SampleResult {
+    pub main: SampledModel,
+    pub compare: Option<SampledModel>,
+}
+
+fn run_sampling(request: &SampleRequest, device: &ComputeDevice) -> Result<SampleResult, String> {
+    let main = sample_model(&request.model, request.steps, request, device)?;
+    let compare = match &request.compare {
+        Some((dir, steps)) => {
+            let other = sample_model(dir, *steps, request, device)?;
+            if other.trajectory.seq_len != main.trajectory.seq_len {
+                return Err(format!(
+                    "cannot compare: {} samples {} tokens, {} samples {}",
+                    request.model.display(),
+                    main.trajectory.seq_len,
+                    dir.display(),
+                    other.trajectory.seq_len
+                ));
+            }
+            Some(other)
+        }
+        None => None,
+    };
+    Ok(SampleResult { main, compare })
+}
+
+fn sample_model(
+    dir: &Path,
+    steps: usize,
+    request: &SampleRequest,
+    device: &ComputeDevice,
+) -> Result<SampledModel, String> {
+    if !(1..=1024).contains(&steps) {
+        return Err(format!("steps must be in 1…1024, got {steps}"));
+    }
+    let loaded = load_model(dir, &device.device).map_err(|e| e.to_string())?;
+    let kind = match loaded.config.kind {
+        ModelKind::Flm => SamplerKind::Euler,
+        ModelKind::FlowMap => SamplerKind::FlowMap {
+            eta: request.eta.clamp(0.0, 1.0),
+        },
+        ModelKind::Autoregressive => {
+            return Err(format!(
+                "{} is an autoregressive reference model (used by `flm eval`); pick an FLM or FMLM",
+                dir.display()
+            ));
+        }
+    };
+    let schedule = Schedule::new(loaded.config.model.vocab_size).map_err(|e| e.to_string())?;
+    let settings = SamplerSettings {
+        steps,
+        seed: request.seed,
+        stream: 0,
+        batch: request.samples.max(1),
+        seq_len: loaded.config.model.seq_len,
+        top_k: TRAJECTORY_TOP_K.min(loaded.config.model.vocab_size),
+    };
+    let started = Instant::now();
+    let output = sample(&loaded.model, kind, &schedule, &settings, &device.device);
+    let seconds = started.elapsed().as_secs_f64();
+    let trajectory = output
+        .trajectory
+        .ok_or("the sampler recorded no trajectory")?;
+    let tokenizer = &loaded.tokenizer;
+    let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
+    let vocab = (0..tokenizer.vocab_size() as u32)
+        .map(|id| tokenizer.token_text(id))
+        .collect();
+    let schedule_curve = (0..=200)
+        .map(|i| {
+            let tau = i as f64 / 200.0;
+            [tau, schedule.gamma(tau)]
+        })
+        .collect();
+    Ok(SampledModel {
+        dir: dir.to_path_buf(),
+        kind: loaded.config.kind,
+        texts: output.tokens.iter().map(|t| tokenizer.decode(t)).collect(),
+        valid: output
+            .tokens
+            .iter()
+            .map(|t| task.map(|task| task.is_valid(tokenizer, t)))
+            .collect(),
+        trajectory,
+        vocab: Arc::new(vocab),
+        seconds,
+        schedule_curve,
+    })
+}

@@ -1,0 +1,441 @@
+//! The desktop app: Data → Train (and Distill) → Sample, plus Checkpoints. A thin layer over
+//! the library: every computation runs in [`jobs`] threads; views only draw state and turn
+//! clicks into job requests, so the window never waits on a model.
+
+mod checkpoints_view;
+mod data_view;
+pub mod dialogs;
+pub mod frame_stats;
+pub mod jobs;
+pub mod playback;
+mod sample_view;
+mod style;
+mod train_view;
+mod trajectory_widgets;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eframe::egui;
+
+pub use checkpoints_view::CheckpointsState;
+pub use data_view::DataState;
+use dialogs::{Dialogs, NativeDialogs, PickPurpose};
+use frame_stats::FrameStats;
+use jobs::{JobMessage, Jobs};
+pub use sample_view::SampleState;
+pub use train_view::{Duration as TrainDuration, TrainState};
+
+use crate::device::{self, ComputeDevice, DeviceChoice};
+
+/// The four views, in the order of the workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Data,
+    Train,
+    Sample,
+    Checkpoints,
+}
+
+impl View {
+    pub const ALL: [View; 4] = [View::Data, View::Train, View::Sample, View::Checkpoints];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Data => "1 · Data",
+            View::Train => "2 · Train",
+            View::Sample => "3 · Sample",
+            View::Checkpoints => "Checkpoints",
+        }
+    }
+}
+
+/// Where the app keeps runs and how it computes.
+pub struct AppSettings {
+    pub runs_root: PathBuf,
+    pub device: ComputeDevice,
+    pub dialogs: Arc<dyn Dialogs>,
+    /// Written with frame-time percentiles when the app closes (`FLM_FRAME_LOG`).
+    pub frame_log: Option<PathBuf>,
+}
+
+impl AppSettings {
+    /// Settings for a desktop session: the platform's data folder (or `FLM_RUNS_DIR`), the
+    /// best compute device, native dialogs.
+    pub fn for_desktop() -> Result<Self, String> {
+        Ok(Self {
+            runs_root: default_runs_root(),
+            device: device::select(DeviceChoice::Auto)?,
+            dialogs: Arc::new(NativeDialogs),
+            frame_log: std::env::var_os("FLM_FRAME_LOG").map(PathBuf::from),
+        })
+    }
+}
+
+/// The app state behind the window.
+pub struct FlmApp {
+    pub view: View,
+    pub data: DataState,
+    pub train: TrainState,
+    pub sample: SampleState,
+    pub checkpoints: CheckpointsState,
+    /// Problems to show until dismissed: a failed job never closes the window.
+    pub errors: Vec<String>,
+    /// Short confirmations ("exported to …").
+    pub notices: Vec<String>,
+    jobs: Jobs,
+    device: ComputeDevice,
+    renderer: String,
+    dark_mode: bool,
+    frames: FrameStats,
+    frame_log: Option<PathBuf>,
+}
+
+impl FlmApp {
+    pub fn new(ctx: &egui::Context, settings: AppSettings) -> Self {
+        style::apply(ctx, true);
+        let mut checkpoints = CheckpointsState::new(settings.runs_root);
+        checkpoints.refresh();
+        let mut app = Self {
+            view: View::Data,
+            data: DataState::default(),
+            train: TrainState::default(),
+            sample: SampleState::default(),
+            checkpoints,
+            errors: Vec::new(),
+            notices: Vec::new(),
+            jobs: Jobs::new(ctx.clone(), settings.dialogs),
+            device: settings.device,
+            renderer: String::from("egui"),
+            dark_mode: true,
+            frames: FrameStats::default(),
+            frame_log: settings.frame_log,
+        };
+        app.start_preview();
+        app
+    }
+
+    /// Names the renderer's adapter in the status bar.
+    pub fn with_renderer(mut self, renderer: String) -> Self {
+        self.renderer = renderer;
+        self
+    }
+
+    pub fn set_dialogs(&mut self, dialogs: Arc<dyn Dialogs>) {
+        self.jobs.set_dialogs(dialogs);
+    }
+
+    pub fn runs_root(&self) -> &Path {
+        &self.checkpoints.root
+    }
+
+    pub fn frame_stats(&self) -> &FrameStats {
+        &self.frames
+    }
+
+    /// Whether any job is still running (tests wait on this).
+    pub fn busy(&self) -> bool {
+        self.data.busy() || self.train.busy() || self.sample.busy() || self.checkpoints.busy()
+    }
+
+    /// Draws one frame.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let started = self.frames.frame_start();
+        let ctx = ui.ctx().clone();
+        for message in self.jobs.drain() {
+            self.handle(message);
+        }
+        self.train.poll_events();
+        self.keyboard(&ctx);
+
+        egui::Panel::top("views").show(ui, |ui| self.view_tabs(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        if !self.errors.is_empty() || !self.notices.is_empty() {
+            egui::Panel::bottom("messages").show(ui, |ui| self.messages(ui));
+        }
+        egui::CentralPanel::default().show(ui, |ui| match self.view {
+            View::Data => self.data_view(ui),
+            View::Train => self.train_view(ui),
+            View::Sample => self.sample_view(ui),
+            View::Checkpoints => self.checkpoints_view(ui),
+        });
+
+        if self.train.busy() {
+            // Live curves: redraw often enough to stay above 30 frames/s while training is
+            // watched; elsewhere only poll for the next event.
+            let watched = self.view == View::Train;
+            ctx.request_repaint_after(Duration::from_millis(if watched { 20 } else { 250 }));
+        } else if self.busy() {
+            ctx.request_repaint_after(Duration::from_millis(100));
+        }
+        self.frames.frame_end(started);
+    }
+
+    fn handle(&mut self, message: JobMessage) {
+        match message {
+            JobMessage::Picked { purpose, path } => {
+                let Some(path) = path else { return };
+                match purpose {
+                    PickPurpose::TrainingText => {
+                        self.data.choose_file(path);
+                        self.start_preview();
+                    }
+                    PickPurpose::RunsFolder => {
+                        self.checkpoints.root = path;
+                        self.checkpoints.refresh();
+                    }
+                    PickPurpose::ExportFolder => self.export_selected_to(path),
+                    PickPurpose::CheckpointFolder => self.sample.model = Some(path),
+                }
+            }
+            JobMessage::DataPreview { source, result } => {
+                if let Err(error) = self.data.preview_done(&source, result) {
+                    self.errors.push(error);
+                }
+            }
+            JobMessage::TrainingStarted {
+                slot,
+                run_dir,
+                events,
+            } => self.train.started(slot, run_dir, events),
+            JobMessage::TrainingDone { slot, result } => {
+                if let Some(error) = self.train.done(slot, result) {
+                    self.errors.push(error);
+                }
+                self.checkpoints.refresh();
+                self.sample.adopt_trained(self.train.latest_models());
+            }
+            JobMessage::Sampled(result) => {
+                if let Some(error) = self.sample.done(result) {
+                    self.errors.push(error);
+                }
+            }
+            JobMessage::Exported { dest, result } => {
+                self.checkpoints.exporting = false;
+                match result {
+                    Ok(files) => self.notices.push(format!(
+                        "exported {} files to {}",
+                        files.len(),
+                        dest.display()
+                    )),
+                    Err(error) => self.errors.push(format!("export failed: {error}")),
+                }
+            }
+        }
+    }
+
+    fn start_preview(&mut self) {
+        if let Some((source, kind, vocab)) = self.data.preview_request() {
+            self.jobs.preview(source, kind, vocab);
+        }
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if self.view != View::Sample || ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (space, left, right) = ctx.input(|i| {
+            (
+                i.key_pressed(egui::Key::Space),
+                i.key_pressed(egui::Key::ArrowLeft),
+                i.key_pressed(egui::Key::ArrowRight),
+            )
+        });
+        if let Some(playback) = self.sample.playback_mut() {
+            if space {
+                playback.toggle();
+            }
+            if left {
+                playback.nudge(-1);
+            }
+            if right {
+                playback.nudge(1);
+            }
+        }
+    }
+
+    fn view_tabs(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("flm");
+            ui.separator();
+            for view in View::ALL {
+                ui.selectable_value(&mut self.view, view, view.title());
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let label = if self.dark_mode {
+                    "☀ Light"
+                } else {
+                    "🌙 Dark"
+                };
+                if ui
+                    .button(label)
+                    .on_hover_text("Switch the colour theme")
+                    .clicked()
+                {
+                    self.dark_mode = !self.dark_mode;
+                    style::apply(ui.ctx(), self.dark_mode);
+                }
+            });
+        });
+    }
+
+    fn status_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(format!("compute: {}", self.device))
+                .on_hover_text("Where training and sampling run");
+            ui.separator();
+            // Frame times live in the tooltip: they change every frame, the bar should not.
+            let frames = &self.frames;
+            ui.label(format!("display: {}", self.renderer))
+                .on_hover_ui(|ui| frame_time_report(ui, frames));
+            ui.separator();
+            ui.label(self.train.status_line());
+        });
+    }
+
+    fn messages(&mut self, ui: &mut egui::Ui) {
+        let mut dismiss_error = None;
+        for (i, error) in self.errors.iter().enumerate() {
+            egui::Frame::new()
+                .fill(style::error_fill(ui))
+                .inner_margin(6.0)
+                .show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        if ui.button("×").on_hover_text("Dismiss").clicked() {
+                            dismiss_error = Some(i);
+                        }
+                        ui.label(egui::RichText::new(error).color(style::ERROR_TEXT));
+                    });
+                });
+        }
+        if let Some(i) = dismiss_error {
+            self.errors.remove(i);
+        }
+        let mut dismiss_notice = None;
+        for (i, notice) in self.notices.iter().enumerate() {
+            ui.horizontal(|ui| {
+                if ui.small_button("×").clicked() {
+                    dismiss_notice = Some(i);
+                }
+                ui.label(format!("✔ {notice}"));
+            });
+        }
+        if let Some(i) = dismiss_notice {
+            self.notices.remove(i);
+        }
+    }
+
+    /// Writes the frame-time summary for `FLM_FRAME_LOG`.
+    fn write_frame_log(&self) {
+        let Some(path) = &self.frame_log else { return };
+        let summary = serde_json::json!({
+            "frames": self.frames.total_frames(),
+            "interval_ms": self.frames.intervals(),
+            "build_ms": self.frames.build_times(),
+        });
+        if let Err(error) = std::fs::write(path, summary.to_string()) {
+            eprintln!("could not write {}: {error}", path.display());
+        }
+    }
+}
+
+impl eframe::App for FlmApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn on_exit(&mut self) {
+        self.train.stop_all();
+        self.write_frame_log();
+    }
+}
+
+/// A caption and its control, linked so screen readers (and tests) find the control by name.
+fn labelled(ui: &mut egui::Ui, caption: &str, widget: impl egui::Widget) -> egui::Response {
+    let caption = ui.label(caption);
+    ui.add(widget).labelled_by(caption.id)
+}
+
+fn frame_time_report(ui: &mut egui::Ui, frames: &FrameStats) {
+    let line = |name: &str, p: Option<frame_stats::Percentiles>| match p {
+        Some(p) => format!(
+            "{name}: p50 {:.1} ms · p95 {:.1} ms ({} frames)",
+            p.p50, p.p95, p.count
+        ),
+        None => format!("{name}: no frames yet"),
+    };
+    ui.label(line("time between frames", frames.intervals()));
+    ui.label(line("UI build time", frames.build_times()));
+}
+
+/// Where runs live unless `FLM_RUNS_DIR` says otherwise: the platform's per-user data folder.
+pub fn default_runs_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLM_RUNS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let base = if cfg!(target_os = "windows") {
+        std::env::var_os("APPDATA").map(PathBuf::from)
+    } else if cfg!(target_os = "macos") {
+        home.map(|h| h.join("Library/Application Support"))
+    } else {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| h.join(".local/share")))
+    };
+    base.map_or_else(|| PathBuf::from("runs"), |b| b.join("flm").join("runs"))
+}
+
+/// Why no window can open here, if that is known before trying (Linux without X11/Wayland).
+pub fn missing_display() -> Option<&'static str> {
+    let linux_like = cfg!(all(unix, not(target_os = "macos")));
+    let no_display =
+        std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    (linux_like && no_display).then_some("no display: neither DISPLAY nor WAYLAND_DISPLAY is set")
+}
+
+/// Opens the window. Fails (rather than exiting the process) when there is no display, so the
+/// caller can fall back to the terminal.
+pub fn run_desktop() -> Result<(), String> {
+    if let Some(reason) = missing_display() {
+        return Err(reason.into());
+    }
+    let settings = AppSettings::for_desktop()?;
+    let mut wgpu_options = eframe::egui_wgpu::WgpuConfiguration::default();
+    if let Some(setup) = device::shared_wgpu_setup(&settings.device) {
+        wgpu_options.wgpu_setup =
+            eframe::egui_wgpu::WgpuSetup::Existing(eframe::egui_wgpu::WgpuSetupExisting {
+                instance: setup.instance,
+                adapter: setup.adapter,
+                device: setup.device,
+                queue: setup.queue,
+            });
+    }
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Wgpu,
+        wgpu_options,
+        viewport: egui::ViewportBuilder::default()
+            .with_title("flm — flow language models")
+            .with_inner_size([1280.0, 820.0])
+            .with_min_inner_size([800.0, 560.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "flm",
+        options,
+        Box::new(|cc| {
+            let renderer = cc.wgpu_render_state.as_ref().map_or_else(
+                || "egui".to_string(),
+                |state| {
+                    let info = state.adapter.get_info();
+                    format!("wgpu on {} ({:?})", info.name, info.backend)
+                },
+            );
+            Ok(Box::new(
+                FlmApp::new(&cc.egui_ctx, settings).with_renderer(renderer),
+            ))
+        }),
+    )
+    .map_err(|e| e.to_string())
+}

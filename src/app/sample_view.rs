@@ -1,0 +1,471 @@
+//! View 3, Sample: generate once with the whole trajectory recorded, then replay it: the step
+//! slider, the text by confidence, the simplex bars, the heatmap, the τ–γ schedule, and an
+//! FLM / FMLM comparison from the same noise.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+use egui_plot::{Line, Plot, PlotPoints, Points};
+
+use super::FlmApp;
+use super::dialogs::PickPurpose;
+use super::jobs::{SampleRequest, SampleResult, SampledModel};
+use super::playback::Playback;
+use super::style;
+use super::train_view::run_name;
+use super::trajectory_widgets::{self as widgets, HeatMetric};
+use crate::train::ModelKind;
+
+/// The Sample view's settings, last result and replay position.
+pub struct SampleState {
+    pub model: Option<PathBuf>,
+    pub steps: usize,
+    pub eta: f64,
+    pub seed: u64,
+    pub samples: usize,
+    pub compare: bool,
+    pub compare_model: Option<PathBuf>,
+    pub compare_steps: usize,
+    pub result: Option<Box<SampleResult>>,
+    pub playback: Option<Playback>,
+    /// Which of the generated samples is shown.
+    pub sample_index: usize,
+    pub metric: HeatMetric,
+    pending: bool,
+    /// The heatmap texture and what it was drawn from (sample, metric, result generation).
+    heat: Option<((usize, HeatMetric, u64), egui::TextureHandle)>,
+    generation: u64,
+}
+
+impl Default for SampleState {
+    fn default() -> Self {
+        Self {
+            model: None,
+            steps: 32,
+            eta: 0.0,
+            seed: 0,
+            samples: 4,
+            compare: false,
+            compare_model: None,
+            compare_steps: 1,
+            result: None,
+            playback: None,
+            sample_index: 0,
+            metric: HeatMetric::Entropy,
+            pending: false,
+            heat: None,
+            generation: 0,
+        }
+    }
+}
+
+impl SampleState {
+    pub fn busy(&self) -> bool {
+        self.pending
+    }
+
+    pub fn playback_mut(&mut self) -> Option<&mut Playback> {
+        self.playback.as_mut()
+    }
+
+    /// Takes a generation result; returns its error for the message list.
+    pub(super) fn done(&mut self, result: Result<Box<SampleResult>, String>) -> Option<String> {
+        self.pending = false;
+        match result {
+            Ok(result) => {
+                self.playback = Some(Playback::new(result.main.trajectory.steps));
+                self.sample_index = self
+                    .sample_index
+                    .min(result.main.texts.len().saturating_sub(1));
+                self.result = Some(result);
+                self.generation += 1;
+                self.heat = None;
+                None
+            }
+            Err(error) => Some(format!("sampling failed: {error}")),
+        }
+    }
+
+    /// After training in this session: sample the new model, and compare FLM with FMLM once
+    /// both exist.
+    pub(super) fn adopt_trained(&mut self, (flm, fmlm): (Option<PathBuf>, Option<PathBuf>)) {
+        match (flm, fmlm) {
+            (Some(flm), Some(fmlm)) => {
+                self.model = Some(fmlm);
+                self.steps = 1;
+                self.compare_model = Some(flm);
+                self.compare_steps = 32;
+                self.compare = true;
+            }
+            (Some(flm), None) => self.model = Some(flm),
+            (None, Some(fmlm)) => self.model = Some(fmlm),
+            (None, None) => {}
+        }
+    }
+
+    fn request(&self) -> Option<SampleRequest> {
+        Some(SampleRequest {
+            model: self.model.clone()?,
+            steps: self.steps,
+            eta: self.eta,
+            seed: self.seed,
+            samples: self.samples,
+            compare: match (&self.compare_model, self.compare) {
+                (Some(dir), true) => Some((dir.clone(), self.compare_steps)),
+                _ => None,
+            },
+        })
+    }
+}
+
+impl FlmApp {
+    /// Starts sampling with the view's settings (the Generate button).
+    pub fn generate(&mut self) {
+        if let Some(request) = self.sample.request() {
+            self.sample.pending = true;
+            self.jobs.sample(request, self.device.clone());
+        }
+    }
+
+    pub(super) fn sample_view(&mut self, ui: &mut egui::Ui) {
+        self.sample_controls(ui);
+        ui.separator();
+        let dt = ui.input(|i| i.stable_dt).min(0.1);
+        let (Some(result), Some(playback)) = (&self.sample.result, &mut self.sample.playback)
+        else {
+            ui.add_space(20.0);
+            ui.weak(if self.sample.model.is_none() {
+                "Train a model (or pick a checkpoint above), then Generate."
+            } else {
+                "Generate records the whole denoising trajectory; then scrub through it."
+            });
+            return;
+        };
+        if playback.advance(dt) || playback.playing {
+            ui.ctx().request_repaint();
+        }
+        let main = &result.main;
+        let sample = self
+            .sample
+            .sample_index
+            .min(main.texts.len().saturating_sub(1));
+        playback_bar(ui, playback, main);
+        let step = playback.step;
+        let frame = &main.trajectory.samples[sample].frames[step];
+        let top_k = main.trajectory.top_k;
+
+        egui::ScrollArea::vertical().id_salt("sample-scroll").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.strong(model_title(main)).on_hover_text(format!(
+                    "{:.2} s for {} samples",
+                    main.seconds,
+                    main.texts.len()
+                ));
+                for (i, valid) in main.valid.iter().enumerate() {
+                    let label = match valid {
+                        Some(true) => format!("#{i} ✔"),
+                        Some(false) => format!("#{i} ✖"),
+                        None => format!("#{i}"),
+                    };
+                    ui.selectable_value(&mut self.sample.sample_index, i, label);
+                }
+            });
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                widgets::token_text(ui, frame, top_k, &main.vocab);
+            });
+            ui.label(
+                egui::RichText::new(format!(
+                    "Top-{top_k} probabilities per position (the point on the simplex), most likely at the bottom"
+                ))
+                .small(),
+            );
+            widgets::simplex_bars(ui, frame, top_k, &main.vocab, 140.0);
+            ui.add_space(6.0);
+            let steps = main.trajectory.steps;
+            let key = (sample, self.sample.metric, self.sample.generation);
+            if self.sample.heat.as_ref().map(|(k, _)| *k) != Some(key) {
+                let image = widgets::heat_image(&main.trajectory, sample, self.sample.metric);
+                let texture = ui.ctx().load_texture("heatmap", image, egui::TextureOptions::NEAREST);
+                self.sample.heat = Some((key, texture));
+            }
+            ui.columns(2, |columns| {
+                let ui = &mut columns[0];
+                ui.horizontal(|ui| {
+                    ui.label("Heatmap of");
+                    for metric in [HeatMetric::Entropy, HeatMetric::Doubt] {
+                        ui.selectable_value(&mut self.sample.metric, metric, metric.label());
+                    }
+                });
+                if let Some((_, texture)) = &self.sample.heat {
+                    let size = egui::vec2(ui.available_width(), 160.0);
+                    if let Some(picked) = widgets::heatmap(ui, texture, steps, step, size) {
+                        playback.step = picked;
+                        playback.playing = false;
+                    }
+                }
+                let ui = &mut columns[1];
+                ui.label("Time schedule γ(τ): equal τ steps, equal decoding progress");
+                schedule_plot(ui, main, step);
+            });
+            if let Some(other) = &result.compare {
+                ui.separator();
+                comparison(ui, main, other, sample, step);
+            }
+            ui.separator();
+            ui.strong("Final text");
+            ui.monospace(&main.texts[sample]);
+        });
+    }
+
+    fn sample_controls(&mut self, ui: &mut egui::Ui) {
+        let models: Vec<(PathBuf, ModelKind)> = self
+            .checkpoints
+            .runs
+            .iter()
+            .filter(|r| r.has_weights())
+            .filter_map(|r| match &r.config {
+                Ok(c) if c.kind != ModelKind::Autoregressive => Some((r.dir.clone(), c.kind)),
+                _ => None,
+            })
+            .collect();
+        let state = &mut self.sample;
+        let mut browse = false;
+        ui.horizontal_wrapped(|ui| {
+            let label = ui.label("Model");
+            model_combo(ui, "model", &mut state.model, &models, label.id);
+            if ui
+                .button("📂")
+                .on_hover_text("Open a checkpoint folder")
+                .clicked()
+            {
+                browse = true;
+            }
+            super::labelled(
+                ui,
+                "steps",
+                egui::DragValue::new(&mut state.steps).range(1..=1024),
+            );
+            let flow_map = models.iter().any(|(dir, kind)| {
+                Some(dir) == state.model.as_ref() && *kind == ModelKind::FlowMap
+            });
+            ui.add_enabled_ui(flow_map, |ui| {
+                super::labelled(
+                    ui,
+                    "η",
+                    egui::Slider::new(&mut state.eta, 0.0..=1.0).fixed_decimals(2),
+                )
+                .on_hover_text("Flow-map steps: 0 = deterministic, 1 = fresh noise each step")
+                .on_disabled_hover_text("η applies to flow-map (FMLM) models");
+            });
+            super::labelled(ui, "seed", egui::DragValue::new(&mut state.seed));
+            super::labelled(
+                ui,
+                "samples",
+                egui::DragValue::new(&mut state.samples).range(1..=16),
+            );
+        });
+        ui.horizontal_wrapped(|ui| {
+            let compare = ui.checkbox(&mut state.compare, "compare with");
+            let compare_id = compare.id;
+            compare
+                .on_hover_text("Sample a second model from the same noise, e.g. the FLM in 32 steps against its FMLM in 1");
+            ui.add_enabled_ui(state.compare, |ui| {
+                model_combo(ui, "compare-model", &mut state.compare_model, &models, compare_id);
+                                super::labelled(ui, "steps", egui::DragValue::new(&mut state.compare_steps).range(1..=1024));
+            });
+        });
+        let can_generate = state.model.is_some() && !state.pending;
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(can_generate, egui::Button::new("✨ Generate"))
+                .on_disabled_hover_text("Choose a trained model first")
+                .clicked()
+            {
+                self.generate();
+            }
+            if self.sample.pending {
+                ui.spinner();
+                ui.label("denoising…");
+            }
+            ui.weak("Space: play/pause · Left/Right arrow: one step");
+        });
+        if browse {
+            self.jobs
+                .pick(PickPurpose::CheckpointFolder, "Choose a checkpoint folder");
+        }
+    }
+}
+
+fn model_title(model: &SampledModel) -> String {
+    format!(
+        "{} · {} · {} {}",
+        run_name(&model.dir),
+        match model.kind {
+            ModelKind::FlowMap => "FMLM",
+            _ => "FLM",
+        },
+        model.trajectory.steps,
+        if model.trajectory.steps == 1 {
+            "step"
+        } else {
+            "steps"
+        }
+    )
+}
+
+fn model_combo(
+    ui: &mut egui::Ui,
+    id: &str,
+    selected: &mut Option<PathBuf>,
+    models: &[(PathBuf, ModelKind)],
+    label: egui::Id,
+) {
+    let text = selected.as_deref().map_or("choose…".into(), run_name);
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(text)
+        .width(200.0)
+        .show_ui(ui, |ui| {
+            for (dir, kind) in models {
+                let kind = if *kind == ModelKind::FlowMap {
+                    "FMLM"
+                } else {
+                    "FLM"
+                };
+                ui.selectable_value(
+                    selected,
+                    Some(dir.clone()),
+                    format!("{} ({kind})", run_name(dir)),
+                );
+            }
+        })
+        .response
+        .labelled_by(label);
+}
+
+fn playback_bar(ui: &mut egui::Ui, playback: &mut Playback, main: &SampledModel) {
+    ui.horizontal(|ui| {
+        if ui.button("⏮").on_hover_text("First step").clicked() {
+            playback.step = 0;
+            playback.playing = false;
+        }
+        let label = if playback.playing {
+            "⏸ Pause"
+        } else {
+            "▶ Play"
+        };
+        if ui.button(label).clicked() {
+            playback.toggle();
+        }
+        let last = playback.last();
+        let mut shown = playback.step + 1;
+        let slider = egui::Slider::new(&mut shown, 1..=last + 1)
+            .text(format!("/ {} steps", last + 1))
+            .clamping(egui::SliderClamping::Always);
+        ui.spacing_mut().slider_width = (ui.available_width() - 360.0).max(120.0);
+        if ui.add(slider).changed() {
+            playback.step = shown - 1;
+            playback.playing = false;
+        }
+        super::labelled(
+            ui,
+            "speed",
+            egui::DragValue::new(&mut playback.speed)
+                .range(1.0..=120.0)
+                .suffix(" steps/s"),
+        );
+        let trajectory = &main.trajectory;
+        ui.monospace(format!(
+            "τ={:.3} γ={:.3}",
+            trajectory.taus[playback.step], trajectory.gammas[playback.step]
+        ));
+    });
+}
+
+fn schedule_plot(ui: &mut egui::Ui, main: &SampledModel, step: usize) {
+    let trajectory = &main.trajectory;
+    let visited: Vec<[f64; 2]> = trajectory
+        .taus
+        .iter()
+        .zip(&trajectory.gammas)
+        .map(|(&t, &g)| [t, g])
+        .collect();
+    Plot::new("schedule")
+        .height(160.0)
+        .x_axis_label("τ")
+        .y_axis_label("γ")
+        .allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .show(ui, |plot| {
+            plot.line(Line::new(
+                "γ(τ)",
+                PlotPoints::from(main.schedule_curve.clone()),
+            ));
+            plot.points(Points::new("steps", PlotPoints::from(visited)).radius(1.5));
+            plot.points(
+                Points::new(
+                    "current",
+                    PlotPoints::from(vec![[trajectory.taus[step], trajectory.gammas[step]]]),
+                )
+                .radius(5.0)
+                .color(style::VALID_CURVE),
+            );
+        });
+}
+
+/// The second model at the same point of progress: its step whose share of the way matches.
+pub fn matching_step(step: usize, steps: usize, other_steps: usize) -> usize {
+    let progress = (step + 1) as f64 / steps.max(1) as f64;
+    ((progress * other_steps as f64).ceil() as usize).clamp(1, other_steps.max(1)) - 1
+}
+
+fn comparison(
+    ui: &mut egui::Ui,
+    main: &SampledModel,
+    other: &SampledModel,
+    sample: usize,
+    step: usize,
+) {
+    ui.strong("Same noise, two models");
+    let other_step = matching_step(step, main.trajectory.steps, other.trajectory.steps);
+    ui.columns(2, |columns| {
+        let [left, right] = columns else { return };
+        for (ui, model, at) in [(left, main, step), (right, other, other_step)] {
+            ui.label(format!(
+                "{} — step {}/{}",
+                model_title(model),
+                at + 1,
+                model.trajectory.steps
+            ));
+            let frame = &model.trajectory.samples[sample].frames[at];
+            ui.push_id(model.dir.display().to_string(), |ui| {
+                widgets::token_text(ui, frame, model.trajectory.top_k, &model.vocab);
+            });
+            if let Some(valid) = model.valid[sample] {
+                ui.label(if valid {
+                    "final: ✔ valid"
+                } else {
+                    "final: ✖ invalid"
+                });
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_step_maps_progress() {
+        // 32 Euler steps against a 1-step flow map: the one step is the end.
+        assert_eq!(matching_step(0, 32, 1), 0);
+        assert_eq!(matching_step(31, 32, 1), 0);
+        // Same length: identity.
+        assert_eq!(matching_step(5, 8, 8), 5);
+        // 4 steps against 8: halfway is step 3 of 4 (index 1 → 2 of 4).
+        assert_eq!(matching_step(3, 8, 4), 1);
+        assert_eq!(matching_step(7, 8, 4), 3);
+    }
+}

@@ -1,0 +1,52 @@
+//! Colours and theme: one place, so every view agrees on what "confident" or "error" looks like.
+
+use eframe::egui::{self, Color32};
+
+pub const ERROR_TEXT: Color32 = Color32::from_rgb(0xff, 0x6b, 0x6b);
+
+/// Curve colours: training loss, validation loss.
+pub const TRAIN_CURVE: Color32 = Color32::from_rgb(0x4e, 0x9a, 0xf1);
+pub const VALID_CURVE: Color32 = Color32::from_rgb(0xf5, 0xa6, 0x23);
+
+/// Stacked-bar colours by rank: the most likely candidate first.
+pub const RANK_COLORS: [Color32; 8] = [
+    Color32::from_rgb(0x4e, 0x9a, 0xf1),
+    Color32::from_rgb(0xf5, 0xa6, 0x23),
+    Color32::from_rgb(0x50, 0xc8, 0x78),
+    Color32::from_rgb(0xe0, 0x5d, 0x8c),
+    Color32::from_rgb(0x9b, 0x7b, 0xe6),
+    Color32::from_rgb(0x3c, 0xc8, 0xc8),
+    Color32::from_rgb(0xc8, 0xb4, 0x46),
+    Color32::from_rgb(0xa0, 0x78, 0x5a),
+];
+
+pub fn apply(ctx: &egui::Context, dark: bool) {
+    ctx.set_theme(if dark {
+        egui::Theme::Dark
+    } else {
+        egui::Theme::Light
+    });
+}
+
+pub fn error_fill(ui: &egui::Ui) -> Color32 {
+    if ui.visuals().dark_mode {
+        Color32::from_rgb(0x4a, 0x1c, 0x1c)
+    } else {
+        Color32::from_rgb(0xfd, 0xe2, 0xe2)
+    }
+}
+
+/// A token's text colour: faint when the model is unsure, full strength when certain.
+pub fn confidence_color(ui: &egui::Ui, probability: f32) -> Color32 {
+    let strong = ui.visuals().strong_text_color();
+    let alpha = 0.25 + 0.75 * probability.clamp(0.0, 1.0);
+    strong.gamma_multiply(alpha)
+}
+
+/// Heatmap colour of a value in [0, 1] (0 = certain/dark, 1 = uncertain/bright), a
+/// blue-to-yellow ramp that reads in both themes.
+pub fn heat(value: f32) -> Color32 {
+    let v = value.clamp(0.0, 1.0);
+    let lerp = |a: f32, b: f32| (a + (b - a) * v) as u8;
+    Color32::from_rgb(lerp(20.0, 250.0), lerp(30.0, 220.0), lerp(90.0, 60.0))
+}

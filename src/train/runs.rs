@@ -1,0 +1,122 @@
+//! Run directories as a collection: listing what a runs folder holds, exporting a trained
+//! model as three portable files, and deleting a run. The Checkpoints view and `flm export`
+//! call these.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::checkpoint::{
+    CheckpointError, RunDir, TrainingState, load_config, load_state, load_tokenizer, write_atomic,
+};
+use super::config::RunConfig;
+
+/// One entry of a runs folder.
+#[derive(Debug, Clone)]
+pub struct RunListing {
+    pub dir: PathBuf,
+    /// The folder name.
+    pub name: String,
+    /// The run's config, or why it could not be read (a run from another flm version, a
+    /// half-deleted folder): listed anyway so the user can see and delete it.
+    pub config: Result<RunConfig, String>,
+    /// Progress of the newest checkpoint; `None` before the first one.
+    pub state: Option<TrainingState>,
+}
+
+impl RunListing {
+    /// Whether the run has weights to sample or export.
+    pub fn has_weights(&self) -> bool {
+        RunDir::new(&self.dir).weights_dir().is_some()
+    }
+}
+
+/// Every run directory (a folder with a `config.json`) directly inside `root`, by name.
+/// A missing `root` is an empty list: nothing has been trained yet.
+pub fn list_runs(root: &Path) -> Result<Vec<RunListing>, CheckpointError> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: root.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut runs: Vec<RunListing> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|dir| dir.join("config.json").is_file())
+        .map(|dir| {
+            let run = RunDir::new(&dir);
+            RunListing {
+                name: dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                config: load_config(&run).map_err(|e| e.to_string()),
+                state: load_state(&run).ok(),
+                dir,
+            }
+        })
+        .collect();
+    runs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(runs)
+}
+
+/// The files an export writes: all a user needs to sample the model elsewhere.
+pub const EXPORTED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// Copies a run's config, tokenizer and EMA weights into `dest` (created if missing), each
+/// file written atomically. The result loads with [`super::load_model`] like the run itself.
+/// Checks the run loads first, so a broken run is refused before anything is written.
+pub fn export_model(run_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    let run = RunDir::new(run_dir);
+    let config = load_config(&run)?;
+    load_tokenizer(&run, &config)?;
+    let weights = run
+        .weights_dir()
+        .ok_or_else(|| CheckpointError::NoWeights(run_dir.to_path_buf()))?
+        .join("model.safetensors");
+    if same_dir(run_dir, dest) {
+        return Err(CheckpointError::Mismatch {
+            path: dest.to_path_buf(),
+            reason: "the export folder is the run itself; choose another folder".into(),
+        });
+    }
+    fs::create_dir_all(dest).map_err(|source| CheckpointError::Io {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    let sources = [run.config_path(), run.tokenizer_path(), weights];
+    let mut written = Vec::with_capacity(sources.len());
+    for (source, name) in sources.iter().zip(EXPORTED_FILES) {
+        let bytes = fs::read(source).map_err(|e| CheckpointError::Io {
+            path: source.clone(),
+            source: e,
+        })?;
+        let target = dest.join(name);
+        write_atomic(&target, &bytes)?;
+        written.push(target);
+    }
+    Ok(written)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Deletes a run directory, refusing anything that is not one (no `config.json`), so a
+/// wrong path can never take a user's other files with it.
+pub fn delete_run(run_dir: &Path) -> Result<(), CheckpointError> {
+    if !RunDir::new(run_dir).config_path().is_file() {
+        return Err(CheckpointError::NotACheckpoint(run_dir.to_path_buf()));
+    }
+    fs::remove_dir_all(run_dir).map_err(|source| CheckpointError::Io {
+        path: run_dir.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,207 @@
+//! The desktop app driven headlessly with egui_kittest: the real app state, real training
+//! and sampling on the CPU, rendering on lavapipe. Snapshot images of the main views live in
+//! `tests/snapshots/` (update deliberately with `UPDATE_SNAPSHOTS=1`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use flm::app::dialogs::ScriptedDialogs;
+use flm::app::{AppSettings, FlmApp, View};
+use flm::model::ModelPreset;
+use flm::train::{EXPORTED_FILES, load_model};
+
+use crate::common::{cpu, temp_dir};
+
+fn harness(runs_root: &Path) -> Harness<'static, FlmApp> {
+    let settings = AppSettings {
+        runs_root: runs_root.to_path_buf(),
+        device: cpu(),
+        dialogs: ScriptedDialogs::new([]),
+        frame_log: None,
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .wgpu()
+        .build_eframe(move |cc| FlmApp::new(&cc.egui_ctx, settings))
+}
+
+/// Steps frames until `done` holds; jobs run on their own threads meanwhile.
+fn wait_for(harness: &mut Harness<'_, FlmApp>, what: &str, done: impl Fn(&FlmApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done(harness.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Settle the layout (grids take a sizing pass).
+    for _ in 0..3 {
+        harness.step();
+    }
+}
+
+/// Hides text that changes from run to run (timings, temp paths) before a snapshot: from the
+/// label to the right edge, since a different width moves whatever follows on its row.
+fn mask_labels(harness: &mut Harness<'_, FlmApp>, fragments: &[&str]) {
+    let right = harness.ctx.content_rect().right();
+    let rects: Vec<egui::Rect> = fragments
+        .iter()
+        .flat_map(|f| {
+            harness
+                .query_all_by_label_contains(f)
+                .map(|node| {
+                    let rect = node.rect();
+                    egui::Rect::from_min_max(rect.min, egui::pos2(right, rect.max.y))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for rect in rects {
+        harness.mask(rect);
+    }
+}
+
+fn snapshot(harness: &mut Harness<'_, FlmApp>, name: &str) {
+    // Curves and bars come from a model trained here; allow a sliver of anti-aliasing noise.
+    harness.snapshot_options(name, &SnapshotOptions::new().max_failed_pixels(40));
+}
+
+fn click_tab(harness: &mut Harness<'_, FlmApp>, view: View) {
+    harness.get_by_label(view.title()).click();
+    harness.run_ok();
+    assert_eq!(harness.state().view, view);
+}
+
+fn image_of(harness: &mut Harness<'_, FlmApp>) -> Vec<u8> {
+    harness.render().expect("renders").into_raw()
+}
+
+#[test]
+fn train_generate_scrub_export_and_survive_a_bad_file() {
+    let root = temp_dir("gui-runs");
+    let mut harness = harness(&root.join("runs"));
+
+    // Data: the built-in task is analysed on start.
+    wait_for(&mut harness, "the data preview", |app| {
+        app.data.preview.is_some()
+    });
+    harness.get_by_label("bytes / token");
+    snapshot(&mut harness, "data_view");
+
+    // Train: a micro model for a few steps, by the Start button.
+    click_tab(&mut harness, View::Train);
+    {
+        let form = &mut harness.state_mut().train.form;
+        form.preset = ModelPreset::Micro;
+        form.batch_size = 8;
+        form.duration = flm::app::TrainDuration::Steps(40);
+    }
+    harness.run_ok();
+    harness.get_by_label("▶ Start training").click();
+    wait_for(&mut harness, "training", |app| {
+        app.train.flm.as_ref().is_some_and(|s| !s.running())
+    });
+    let session = harness.state().train.flm.as_ref().unwrap();
+    assert!(
+        matches!(session.outcome, Some(Ok(_))),
+        "{:?}",
+        harness.state().errors
+    );
+    let (first, last) = (session.losses[0], *session.losses.last().unwrap());
+    assert_eq!(last[0], 40.0, "the curve reaches the last step");
+    assert!(last[1] < first[1], "the loss fell: {first:?} → {last:?}");
+    let run_dir = session.run_dir.clone().unwrap();
+    assert!(run_dir.starts_with(root.join("runs")));
+    mask_labels(
+        &mut harness,
+        &["tokens/s", "elapsed", "run folder", "M parameters"],
+    );
+    snapshot(&mut harness, "train_view");
+
+    // Sample: the trained model is picked; Generate records the trajectory.
+    click_tab(&mut harness, View::Sample);
+    assert_eq!(
+        harness.state().sample.model.as_deref(),
+        Some(run_dir.as_path())
+    );
+    harness.state_mut().sample.steps = 16;
+    harness.get_by_label("✨ Generate").click();
+    wait_for(&mut harness, "sampling", |app| app.sample.result.is_some());
+    let playback = harness.state().sample.playback.clone().unwrap();
+    assert_eq!((playback.steps(), playback.step), (16, 15));
+    snapshot(&mut harness, "sample_view");
+
+    // Scrubbing: back to the first step redraws the text and bars from the recording.
+    let at_end = image_of(&mut harness);
+    harness.get_by_label("⏮").click();
+    harness.run_ok();
+    assert_eq!(harness.state().sample.playback.as_ref().unwrap().step, 0);
+    let at_start = image_of(&mut harness);
+    assert_ne!(at_end, at_start, "the view did not change with the step");
+    // The arrow key steps forward one frame.
+    harness.key_press(egui::Key::ArrowRight);
+    harness.run_ok();
+    assert_eq!(harness.state().sample.playback.as_ref().unwrap().step, 1);
+
+    // Checkpoints: select the run and export it through the (scripted) folder dialog.
+    click_tab(&mut harness, View::Checkpoints);
+    let name = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    harness.get_by_label(&name).click();
+    harness.run_ok();
+    let dest = root.join("exported");
+    harness
+        .state_mut()
+        .set_dialogs(ScriptedDialogs::new([dest.clone()]));
+    harness.get_by_label("📦 Export…").click();
+    wait_for(&mut harness, "the export", |app| {
+        app.notices.iter().any(|n| n.contains("exported"))
+    });
+    for file in EXPORTED_FILES {
+        assert!(dest.join(file).is_file(), "{file} missing");
+    }
+    load_model(&dest, &cpu().device).expect("the export loads back");
+    mask_labels(&mut harness, &["exported", "gui-runs"]);
+    snapshot(&mut harness, "checkpoints_view");
+
+    // A bad file: the error is shown and the app keeps working.
+    click_tab(&mut harness, View::Data);
+    let bad = root.join("photo.txt");
+    std::fs::write(&bad, [0u8, 159, 146, 150, 0, 0, 1, 2, 0, 0]).unwrap();
+    harness
+        .state_mut()
+        .set_dialogs(ScriptedDialogs::new([bad.clone()]));
+    harness.get_by_label("📂 Choose text file…").click();
+    wait_for(&mut harness, "the bad file's analysis", |app| {
+        app.data.error.is_some()
+    });
+    harness.get_by_label("This data cannot be used");
+    assert!(
+        harness.state().errors.iter().any(|e| e.contains("binary")),
+        "{:?}",
+        harness.state().errors
+    );
+    click_tab(&mut harness, View::Train);
+}
+
+#[test]
+fn a_failing_job_reports_in_the_window() {
+    let root = temp_dir("gui-fail");
+    let mut harness = harness(&root);
+    click_tab(&mut harness, View::Sample);
+    // A checkpoint folder that is not one: the sampling thread fails, the app shows why.
+    let not_a_run: PathBuf = root.join("nothing-here");
+    std::fs::create_dir_all(&not_a_run).unwrap();
+    harness.state_mut().sample.model = Some(not_a_run);
+    harness.run_ok();
+    harness.get_by_label("✨ Generate").click();
+    wait_for(&mut harness, "the failure", |app| !app.errors.is_empty());
+    assert!(!harness.state().sample.busy());
+    let errors = harness.state().errors.clone();
+    assert!(
+        errors.iter().any(|e| e.contains("not a checkpoint")),
+        "{errors:?}"
+    );
+    harness.get_by_label_contains("not a checkpoint");
+}
