@@ -783,7 +783,7 @@ fn run_sample(args: SampleArgs) -> Result<()> {
     }
     eprintln!(
         "unigram entropy of samples: {:.3} nats",
-        unigram_entropy(&all_tokens)
+        unigram_entropy(&all_tokens) + 0.0 // one repeated token: -0 would print as "-0.000"
     );
     let (sequences, secs) = batch_secs
         .iter()

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::dialogs::PickPurpose;
 use super::style;
@@ -174,7 +173,7 @@ impl FlmApp {
         });
         if self.checkpoints.exporting {
             ui.horizontal(|ui| {
-                ui.spinner();
+                style::busy(ui);
                 ui.label("exporting…");
             });
         }
@@ -234,21 +233,7 @@ impl FlmApp {
             self.checkpoints.curves = Some((run.dir.clone(), read_curves(&run.dir)));
         }
         if let Some((_, curves)) = &self.checkpoints.curves {
-            Plot::new("run-curves")
-                .height(180.0)
-                .legend(Legend::default())
-                .x_axis_label("step")
-                .allow_scroll(false)
-                .show(ui, |plot| {
-                    plot.line(
-                        Line::new("train loss", PlotPoints::from(curves.train.clone()))
-                            .color(style::TRAIN_CURVE),
-                    );
-                    plot.line(
-                        Line::new("validation loss", PlotPoints::from(curves.valid.clone()))
-                            .color(style::VALID_CURVE),
-                    );
-                });
+            super::train_view::loss_curves(ui, "run", &curves.train, &curves.valid, 180.0);
         }
     }
 

@@ -6,6 +6,7 @@ use eframe::egui;
 
 use super::FlmApp;
 use super::dialogs::PickPurpose;
+use super::style;
 use crate::data::{BuiltinTask, DataPreview, TokenizerKind};
 use crate::train::setup::DEFAULT_VOCAB;
 
@@ -154,7 +155,7 @@ impl FlmApp {
                 changed = true;
             }
             if self.data.busy() {
-                ui.spinner();
+                style::busy(ui);
                 ui.label("training the tokenizer…");
             }
         });
@@ -164,11 +165,11 @@ impl FlmApp {
         ui.separator();
         if let Some(error) = &self.data.error {
             egui::Frame::new()
-                .fill(super::style::error_fill(ui))
+                .fill(style::error_fill(ui))
                 .inner_margin(8.0)
                 .show(ui, |ui| {
                     ui.label(egui::RichText::new("This data cannot be used").strong());
-                    ui.label(egui::RichText::new(error).color(super::style::ERROR_TEXT));
+                    ui.label(egui::RichText::new(error).color(style::ERROR_TEXT));
                 });
         }
         if let Some(preview) = &self.data.preview {

@@ -2,6 +2,7 @@
 //! status bar (and `FLM_FRAME_LOG`) can report p50/p95 against the 30 frames/s target.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::time::Instant;
 
 /// The last frames' timings, in milliseconds.
@@ -12,6 +13,7 @@ pub struct FrameStats {
     /// CPU time of the UI code (layout + our drawing), per frame.
     build: VecDeque<f32>,
     last_start: Option<Instant>,
+    last_was_counted: bool,
     total_frames: u64,
 }
 
@@ -32,10 +34,12 @@ impl FrameStats {
     /// Call at the start of a frame; returns the clock for [`FrameStats::frame_end`].
     pub fn frame_start(&mut self) -> Instant {
         let now = Instant::now();
+        self.last_was_counted = false;
         if let Some(last) = self.last_start {
             let ms = now.duration_since(last).as_secs_f32() * 1000.0;
             if ms < IDLE_GAP_MS {
                 push(&mut self.intervals, ms);
+                self.last_was_counted = true;
             }
         }
         self.last_start = Some(now);
@@ -43,8 +47,17 @@ impl FrameStats {
         now
     }
 
-    pub fn frame_end(&mut self, started: Instant) {
-        push(&mut self.build, started.elapsed().as_secs_f32() * 1000.0);
+    /// Ends the frame; returns its build time and the interval since the previous frame
+    /// (`None` after idleness), in milliseconds.
+    pub fn frame_end(&mut self, started: Instant) -> (f32, Option<f32>) {
+        let build = started.elapsed().as_secs_f32() * 1000.0;
+        push(&mut self.build, build);
+        let interval = self
+            .intervals
+            .back()
+            .copied()
+            .filter(|_| self.last_was_counted);
+        (build, interval)
     }
 
     pub fn intervals(&self) -> Option<Percentiles> {
@@ -57,6 +70,30 @@ impl FrameStats {
 
     pub fn total_frames(&self) -> u64 {
         self.total_frames
+    }
+}
+
+/// Every frame as a line of `FLM_FRAME_LOG`: unix time (s), interval and build time (ms; the
+/// interval is `-` after idleness). Scripts cut the windows they measure out of it.
+pub struct FrameLog {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl FrameLog {
+    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(out, "# unix_s interval_ms build_ms view")?;
+        Ok(Self { out })
+    }
+
+    pub fn record(&mut self, build_ms: f32, interval_ms: Option<f32>, view: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let interval = interval_ms.map_or("-".into(), |ms| format!("{ms:.3}"));
+        // A lost line only thins the measurement; never worth disturbing the UI.
+        let _ = writeln!(self.out, "{now:.3} {interval} {build_ms:.3} {view}");
+        let _ = self.out.flush();
     }
 }
 

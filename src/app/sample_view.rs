@@ -90,11 +90,12 @@ impl SampleState {
     /// both exist.
     pub(super) fn adopt_trained(&mut self, (flm, fmlm): (Option<PathBuf>, Option<PathBuf>)) {
         match (flm, fmlm) {
+            // The slider scrubs the FLM's many steps; its FMLM's one step sits beside it.
             (Some(flm), Some(fmlm)) => {
-                self.model = Some(fmlm);
-                self.steps = 1;
-                self.compare_model = Some(flm);
-                self.compare_steps = 32;
+                self.model = Some(flm);
+                self.steps = 32;
+                self.compare_model = Some(fmlm);
+                self.compare_steps = 1;
                 self.compare = true;
             }
             (Some(flm), None) => self.model = Some(flm),
@@ -285,7 +286,7 @@ impl FlmApp {
                 self.generate();
             }
             if self.sample.pending {
-                ui.spinner();
+                style::busy(ui);
                 ui.label("denoising…");
             }
             ui.weak("Space: play/pause · Left/Right arrow: one step");
@@ -362,7 +363,7 @@ fn playback_bar(ui: &mut egui::Ui, playback: &mut Playback, main: &SampledModel)
         let slider = egui::Slider::new(&mut shown, 1..=last + 1)
             .text(format!("/ {} steps", last + 1))
             .clamping(egui::SliderClamping::Always);
-        ui.spacing_mut().slider_width = (ui.available_width() - 360.0).max(120.0);
+        ui.spacing_mut().slider_width = (ui.available_width() - 480.0).max(120.0);
         if ui.add(slider).changed() {
             playback.step = shown - 1;
             playback.playing = false;

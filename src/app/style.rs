@@ -1,6 +1,8 @@
 //! Colours and theme: one place, so every view agrees on what "confident" or "error" looks like.
 
-use eframe::egui::{self, Color32};
+use std::time::Duration;
+
+use eframe::egui::{self, Color32, Sense, Stroke, Vec2};
 
 pub const ERROR_TEXT: Color32 = Color32::from_rgb(0xff, 0x6b, 0x6b);
 
@@ -49,4 +51,25 @@ pub fn heat(value: f32) -> Color32 {
     let v = value.clamp(0.0, 1.0);
     let lerp = |a: f32, b: f32| (a + (b - a) * v) as u8;
     Color32::from_rgb(lerp(20.0, 250.0), lerp(30.0, 220.0), lerp(90.0, 60.0))
+}
+
+/// A small rotating arc for "working…". Unlike egui's spinner it asks for a redraw only ten
+/// times a second: on a software renderer every frame costs CPU the running job needs.
+pub fn busy(ui: &mut egui::Ui) {
+    let size = ui.spacing().interact_size.y;
+    let (rect, _) = ui.allocate_exact_size(Vec2::splat(size), Sense::hover());
+    let time = ui.input(|i| i.time) as f32;
+    let radius = size * 0.35;
+    let start = time * 4.0;
+    let points: Vec<egui::Pos2> = (0..=12)
+        .map(|i| {
+            let angle = start + i as f32 / 12.0 * std::f32::consts::PI * 1.5;
+            rect.center() + radius * Vec2::angled(angle)
+        })
+        .collect();
+    ui.painter().add(egui::Shape::line(
+        points,
+        Stroke::new(2.0, ui.visuals().strong_text_color()),
+    ));
+    ui.ctx().request_repaint_after(Duration::from_millis(100));
 }

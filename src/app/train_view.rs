@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
 use super::FlmApp;
 use super::jobs::{TrainingSlot, TrainingStart};
@@ -150,7 +150,8 @@ impl TrainingSession {
                     texts,
                 ));
             }
-            TrainEvent::Checkpoint { .. } | TrainEvent::Finished { .. } => {}
+            TrainEvent::Finished { step, .. } => self.step = step,
+            TrainEvent::Checkpoint { .. } => {}
         }
     }
 }
@@ -266,6 +267,8 @@ impl TrainState {
 
 /// Preview samples and validation come this often in app runs: the user is watching.
 const APP_PREVIEW_EVERY: u64 = 100;
+/// Loss points come this often, for curves that move while the user watches.
+const APP_LOG_EVERY: u64 = 5;
 
 impl FlmApp {
     pub(super) fn train_view(&mut self, ui: &mut egui::Ui) {
@@ -481,6 +484,7 @@ impl FlmApp {
 
 fn app_train_config(base: TrainConfig) -> TrainConfig {
     TrainConfig {
+        log_every: APP_LOG_EVERY,
         eval_every: APP_PREVIEW_EVERY,
         sample_every: APP_PREVIEW_EVERY,
         ..base
@@ -550,11 +554,11 @@ fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSession) {
     ui.horizontal_wrapped(|ui| {
         match (&session.outcome, session.run_dir.is_some()) {
             (None, false) => {
-                ui.spinner();
+                style::busy(ui);
                 ui.label("preparing data and model…");
             }
             (None, true) => {
-                ui.spinner();
+                style::busy(ui);
                 ui.label(if session.control.is_paused() {
                     "paused"
                 } else {
@@ -592,39 +596,53 @@ fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSession) {
         }
         if let Some(device) = &session.device {
             ui.separator();
-            ui.label(device);
+            // "CPU backend: the only GPU adapter is…" → "CPU backend"; the rest on hover.
+            let short = device.split(':').next().unwrap_or(device);
+            ui.label(short).on_hover_text(device);
         }
     });
     if let Some(dir) = &session.run_dir {
         ui.weak(format!("run folder: {}", dir.display()));
     }
+    loss_curves(ui, id, &session.losses, &session.valid_losses, 200.0);
+    if let Some((title, texts)) = &session.preview {
+        ui.strong(format!("Preview samples — {title}"));
+        for text in texts.iter().take(4) {
+            ui.monospace(text.replace('\n', "¶"));
+        }
+    }
+}
+
+/// Training and validation loss against steps: the Train view's live curves and the
+/// Checkpoints view's history.
+pub(super) fn loss_curves(
+    ui: &mut egui::Ui,
+    id: &str,
+    train: &[[f64; 2]],
+    valid: &[[f64; 2]],
+    height: f32,
+) {
     Plot::new(format!("{id}-loss"))
-        .height(200.0)
+        .height(height)
         .legend(Legend::default())
         .x_axis_label("step")
         .y_axis_label("loss (nats/token)")
         .allow_scroll(false)
         .show(ui, |plot| {
             plot.line(
-                Line::new("train loss", PlotPoints::from(session.losses.clone()))
-                    .color(style::TRAIN_CURVE),
+                Line::new("train loss", PlotPoints::from(train.to_vec())).color(style::TRAIN_CURVE),
             );
-            if !session.valid_losses.is_empty() {
-                plot.line(
-                    Line::new(
-                        "validation loss",
-                        PlotPoints::from(session.valid_losses.clone()),
-                    )
-                    .color(style::VALID_CURVE),
+            if !valid.is_empty() {
+                let points = || PlotPoints::from(valid.to_vec());
+                plot.line(Line::new("validation loss", points()).color(style::VALID_CURVE));
+                // Markers too: validation comes rarely, and a single point draws no line.
+                plot.points(
+                    Points::new("validation loss", points())
+                        .color(style::VALID_CURVE)
+                        .radius(3.0),
                 );
             }
         });
-    if let Some((title, texts)) = &session.preview {
-        ui.strong(format!("Preview samples — {title}"));
-        for text in texts.iter().take(4) {
-            ui.monospace(text.replace('\n', "⏎"));
-        }
-    }
 }
 
 fn fmt_duration(secs: f64) -> String {

@@ -7,12 +7,13 @@ use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
 use super::style;
 use crate::flow::{Frame, Trajectory};
 
-/// How a token looks in text: newlines and tabs made visible, so every position has a glyph.
+/// How a token looks in text: newlines and tabs made visible (with glyphs every bundled font
+/// has), so every position shows something.
 pub fn display_token(text: &str) -> String {
     if text.is_empty() {
-        return "∅".into();
+        return "''".into();
     }
-    text.replace('\n', "⏎").replace('\t', "⇥")
+    text.replace('\n', "¶").replace('\t', "\\t")
 }
 
 /// The candidates of one position at this step, for tooltips.

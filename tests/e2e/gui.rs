@@ -53,7 +53,9 @@ fn mask_labels(harness: &mut Harness<'_, FlmApp>, fragments: &[&str]) {
                 .query_all_by_label_contains(f)
                 .map(|node| {
                     let rect = node.rect();
+                    // Taller than the text: buttons further along the row are.
                     egui::Rect::from_min_max(rect.min, egui::pos2(right, rect.max.y))
+                        .expand2(egui::vec2(0.0, 5.0))
                 })
                 .collect::<Vec<_>>()
         })
