@@ -73,8 +73,9 @@ impl FrameStats {
     }
 }
 
-/// Every frame as a line of `FLM_FRAME_LOG`: unix time (s), interval and build time (ms; the
-/// interval is `-` after idleness). Scripts cut the windows they measure out of it.
+/// Every frame as a line of `FLM_FRAME_LOG`: unix time (s); interval, build time, and eframe's
+/// CPU time for the previous frame (UI + tessellation + paint calls), in ms (`-` when
+/// unknown: after idleness, or before the first frame). Scripts cut windows out of it.
 pub struct FrameLog {
     out: std::io::BufWriter<std::fs::File>,
 }
@@ -82,17 +83,24 @@ pub struct FrameLog {
 impl FrameLog {
     pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-        writeln!(out, "# unix_s interval_ms build_ms view")?;
+        writeln!(out, "# unix_s interval_ms build_ms frame_cpu_ms view")?;
         Ok(Self { out })
     }
 
-    pub fn record(&mut self, build_ms: f32, interval_ms: Option<f32>, view: &str) {
+    pub fn record(
+        &mut self,
+        build_ms: f32,
+        interval_ms: Option<f32>,
+        frame_cpu_ms: Option<f32>,
+        view: &str,
+    ) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let interval = interval_ms.map_or("-".into(), |ms| format!("{ms:.3}"));
+        let ms = |value: Option<f32>| value.map_or("-".into(), |ms| format!("{ms:.3}"));
+        let (interval, cpu) = (ms(interval_ms), ms(frame_cpu_ms));
         // A lost line only thins the measurement; never worth disturbing the UI.
-        let _ = writeln!(self.out, "{now:.3} {interval} {build_ms:.3} {view}");
+        let _ = writeln!(self.out, "{now:.3} {interval} {build_ms:.3} {cpu} {view}");
         let _ = self.out.flush();
     }
 }

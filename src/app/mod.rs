@@ -90,6 +90,8 @@ pub struct FlmApp {
     dark_mode: bool,
     frames: FrameStats,
     frame_log: Option<FrameLog>,
+    /// eframe's CPU time for the previous frame, for the frame log.
+    last_frame_cpu_ms: Option<f32>,
 }
 
 impl FlmApp {
@@ -110,6 +112,7 @@ impl FlmApp {
             renderer: String::from("egui"),
             dark_mode: true,
             frames: FrameStats::default(),
+            last_frame_cpu_ms: None,
             frame_log: settings
                 .frame_log
                 .and_then(|path| match FrameLog::create(&path) {
@@ -179,7 +182,7 @@ impl FlmApp {
         }
         let (build, interval) = self.frames.frame_end(started);
         if let Some(log) = &mut self.frame_log {
-            log.record(build, interval, self.view.title());
+            log.record(build, interval, self.last_frame_cpu_ms, self.view.title());
         }
     }
 
@@ -345,7 +348,8 @@ impl FlmApp {
 }
 
 impl eframe::App for FlmApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.last_frame_cpu_ms = frame.info().cpu_usage.map(|secs| secs * 1000.0);
         self.show(ui);
     }
 

@@ -165,8 +165,9 @@ frame_report() {
     pct() { sort -n | awk '{v[NR]=$1} END {if (NR == 0) {print "-"; exit}
         i50 = int(0.5 * NR + 0.999); i95 = int(0.95 * NR + 0.999);
         printf "p50 %.1f ms, p95 %.1f ms (%d frames)", v[i50], v[i95], NR}'; }
-    local intervals builds
+    local intervals builds cpu
     intervals=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && $2 != "-" {print $2}' "$log" | pct)
     builds=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b {print $3}' "$log" | pct)
-    echo "$label: frame interval $intervals; UI build $builds"
+    cpu=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b && $4 != "-" {print $4}' "$log" | pct)
+    echo "$label: frame interval $intervals; UI build $builds; UI + tessellation + paint calls $cpu"
 }
