@@ -2,8 +2,10 @@
 //! channel the UI drains each frame; a panicking job becomes an error message, never a dead
 //! window. Nothing here draws.
 
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,7 +15,8 @@ use eframe::egui;
 use super::dialogs::{Dialogs, PickPurpose};
 use crate::data::{BuiltinTask, DataPreview, TokenizerKind, preview_data};
 use crate::device::ComputeDevice;
-use crate::flow::{SamplerKind, SamplerSettings, Schedule, Trajectory, sample};
+use crate::flow::{SamplerKind, SamplerSettings, Schedule, Trajectory, sample_observed};
+use crate::kernels::KernelPath;
 use crate::train::{
     DistillRequest, ModelKind, RunControl, TrainEvent, TrainRequest, TrainSummary, export_model,
     load_model, prepare_distill, prepare_run, train,
@@ -46,7 +49,8 @@ pub enum JobMessage {
         slot: TrainingSlot,
         result: Result<TrainSummary, String>,
     },
-    Sampled(Result<Box<SampleResult>, String>),
+    /// `Ok(None)`: the user cancelled.
+    Sampled(Result<Option<Box<SampleResult>>, String>),
     Exported {
         dest: PathBuf,
         result: Result<Vec<PathBuf>, String>,
@@ -191,10 +195,19 @@ impl Jobs {
         );
     }
 
-    pub fn sample(&self, request: SampleRequest, device: ComputeDevice) {
+    pub fn sample(
+        &self,
+        request: SampleRequest,
+        device: ComputeDevice,
+        progress: SamplingProgress,
+    ) {
         self.spawn(
             "sample",
-            move |_| JobMessage::Sampled(run_sampling(&request, &device).map(Box::new)),
+            move |_| {
+                JobMessage::Sampled(
+                    run_sampling(&request, &device, &progress).map(|done| done.map(Box::new)),
+                )
+            },
             |error| JobMessage::Sampled(Err(format!("sampling crashed: {error}"))),
         );
     }
@@ -265,11 +278,37 @@ pub struct SampleResult {
     pub compare: Option<SampledModel>,
 }
 
-fn run_sampling(request: &SampleRequest, device: &ComputeDevice) -> Result<SampleResult, String> {
-    let main = sample_model(&request.model, request.steps, request, device)?;
+/// How far a sampling job is, shared with the UI, and its Cancel switch.
+#[derive(Debug, Clone, Default)]
+pub struct SamplingProgress {
+    /// Network calls done, over all models of the request.
+    pub done: Arc<AtomicUsize>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl SamplingProgress {
+    pub fn steps_done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+    pub fn request_cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `Ok(None)` when cancelled.
+fn run_sampling(
+    request: &SampleRequest,
+    device: &ComputeDevice,
+    progress: &SamplingProgress,
+) -> Result<Option<SampleResult>, String> {
+    let Some(main) = sample_model(&request.model, request.steps, request, device, progress)? else {
+        return Ok(None);
+    };
     let compare = match &request.compare {
         Some((dir, steps)) => {
-            let other = sample_model(dir, *steps, request, device)?;
+            let Some(other) = sample_model(dir, *steps, request, device, progress)? else {
+                return Ok(None);
+            };
             if other.trajectory.seq_len != main.trajectory.seq_len {
                 return Err(format!(
                     "cannot compare: {} samples {} tokens, {} samples {}",
@@ -283,7 +322,7 @@ fn run_sampling(request: &SampleRequest, device: &ComputeDevice) -> Result<Sampl
         }
         None => None,
     };
-    Ok(SampleResult { main, compare })
+    Ok(Some(SampleResult { main, compare }))
 }
 
 fn sample_model(
@@ -291,7 +330,8 @@ fn sample_model(
     steps: usize,
     request: &SampleRequest,
     device: &ComputeDevice,
-) -> Result<SampledModel, String> {
+    progress: &SamplingProgress,
+) -> Result<Option<SampledModel>, String> {
     if !(1..=1024).contains(&steps) {
         return Err(format!("steps must be in 1…1024, got {steps}"));
     }
@@ -318,7 +358,25 @@ fn sample_model(
         top_k: TRAJECTORY_TOP_K.min(loaded.config.model.vocab_size),
     };
     let started = Instant::now();
-    let output = sample(&loaded.model, kind, &schedule, &settings, &device.device);
+    let watched = sample_observed(
+        &loaded.model,
+        kind,
+        &schedule,
+        &settings,
+        KernelPath::Auto,
+        &device.device,
+        &mut |_| {
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            if progress.cancel.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
+    let Some(output) = watched else {
+        return Ok(None);
+    };
     let seconds = started.elapsed().as_secs_f64();
     let trajectory = output
         .trajectory
@@ -334,7 +392,7 @@ fn sample_model(
             [tau, schedule.gamma(tau)]
         })
         .collect();
-    Ok(SampledModel {
+    Ok(Some(SampledModel {
         dir: dir.to_path_buf(),
         kind: loaded.config.kind,
         texts: output.tokens.iter().map(|t| tokenizer.decode(t)).collect(),
@@ -347,5 +405,5 @@ fn sample_model(
         vocab: Arc::new(vocab),
         seconds,
         schedule_curve,
-    })
+    }))
 }

@@ -9,7 +9,7 @@ use egui_plot::{Line, Plot, PlotPoints, Points};
 
 use super::FlmApp;
 use super::dialogs::PickPurpose;
-use super::jobs::{SampleRequest, SampleResult, SampledModel};
+use super::jobs::{SampleRequest, SampleResult, SampledModel, SamplingProgress};
 use super::playback::Playback;
 use super::style;
 use super::train_view::run_name;
@@ -31,7 +31,8 @@ pub struct SampleState {
     /// Which of the generated samples is shown.
     pub sample_index: usize,
     pub metric: HeatMetric,
-    pending: bool,
+    /// The running generation's progress (and Cancel switch), with its total step count.
+    pending: Option<(SamplingProgress, usize)>,
     /// The heatmap texture and what it was drawn from (sample, metric, result generation).
     heat: Option<((usize, HeatMetric, u64), egui::TextureHandle)>,
     generation: u64,
@@ -52,7 +53,7 @@ impl Default for SampleState {
             playback: None,
             sample_index: 0,
             metric: HeatMetric::Entropy,
-            pending: false,
+            pending: None,
             heat: None,
             generation: 0,
         }
@@ -61,7 +62,7 @@ impl Default for SampleState {
 
 impl SampleState {
     pub fn busy(&self) -> bool {
-        self.pending
+        self.pending.is_some()
     }
 
     pub fn playback_mut(&mut self) -> Option<&mut Playback> {
@@ -69,10 +70,15 @@ impl SampleState {
     }
 
     /// Takes a generation result; returns its error for the message list.
-    pub(super) fn done(&mut self, result: Result<Box<SampleResult>, String>) -> Option<String> {
-        self.pending = false;
+    pub(super) fn done(
+        &mut self,
+        result: Result<Option<Box<SampleResult>>, String>,
+    ) -> Option<String> {
+        self.pending = None;
         match result {
-            Ok(result) => {
+            // Cancelled: keep what was shown before.
+            Ok(None) => None,
+            Ok(Some(result)) => {
                 self.playback = Some(Playback::new(result.main.trajectory.steps));
                 self.sample_index = self
                     .sample_index
@@ -123,8 +129,10 @@ impl FlmApp {
     /// Starts sampling with the view's settings (the Generate button).
     pub fn generate(&mut self) {
         if let Some(request) = self.sample.request() {
-            self.sample.pending = true;
-            self.jobs.sample(request, self.device.clone());
+            let progress = SamplingProgress::default();
+            let total = request.steps + request.compare.as_ref().map_or(0, |(_, steps)| *steps);
+            self.sample.pending = Some((progress.clone(), total));
+            self.jobs.sample(request, self.device.clone(), progress);
         }
     }
 
@@ -276,7 +284,7 @@ impl FlmApp {
                                 super::labelled(ui, "steps", egui::DragValue::new(&mut state.compare_steps).range(1..=1024));
             });
         });
-        let can_generate = state.model.is_some() && !state.pending;
+        let can_generate = state.model.is_some() && state.pending.is_none();
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(can_generate, egui::Button::new("✨ Generate"))
@@ -285,9 +293,17 @@ impl FlmApp {
             {
                 self.generate();
             }
-            if self.sample.pending {
+            if let Some((progress, total)) = &self.sample.pending {
                 style::busy(ui);
-                ui.label("denoising…");
+                let done = progress.steps_done().min(*total);
+                ui.add(
+                    egui::ProgressBar::new(done as f32 / (*total).max(1) as f32)
+                        .desired_width(220.0)
+                        .text(format!("denoising: step {done} of {total}")),
+                );
+                if ui.button("Cancel").clicked() {
+                    progress.request_cancel();
+                }
             }
             ui.weak("Space: play/pause · Left/Right arrow: one step");
         });

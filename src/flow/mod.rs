@@ -11,7 +11,8 @@ pub mod schedule;
 pub mod trajectory;
 
 pub use sampler::{
-    SampleOutput, SamplerKind, SamplerSettings, euler_sample, flow_map_sample, sample, sample_with,
+    SampleOutput, SamplerKind, SamplerSettings, euler_sample, flow_map_sample, sample,
+    sample_observed, sample_with,
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use trajectory::{Frame, SampleTrajectory, Trajectory};

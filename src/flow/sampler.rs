@@ -1,6 +1,8 @@
 //! Sampling: Euler steps for FLMs (DESIGN §5) and flow-map jumps for FMLMs (DESIGN §7), both
 //! on a uniform τ grid from the same starting noise, recording what the app draws.
 
+use std::ops::ControlFlow;
+
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::flow_map::FlowMapStep;
@@ -176,6 +178,23 @@ pub fn sample_with(
     path: KernelPath,
     device: &Device,
 ) -> SampleOutput {
+    sample_observed(model, kind, schedule, settings, path, device, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .expect("an observer that never stops")
+}
+
+/// [`sample_with`] that reports each finished step (1…N) to `on_step`, which can stop the run:
+/// then `None`. Front ends show progress and offer Cancel with it.
+pub fn sample_observed(
+    model: &Dit,
+    kind: SamplerKind,
+    schedule: &Schedule,
+    settings: &SamplerSettings,
+    path: KernelPath,
+    device: &Device,
+    on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
+) -> Option<SampleOutput> {
     assert!(settings.steps >= 1, "at least one step");
     if let SamplerKind::FlowMap { eta } = kind {
         assert!((0.0..=1.0).contains(&eta), "η must be in [0, 1]");
@@ -196,12 +215,15 @@ pub fn sample_with(
         let output = sampler_step(logits, z, coefficients, recorder.top_k(), path);
         recorder.record(output.stats, step.tau, step.gamma);
         z = output.z_next;
+        if on_step(i + 1).is_break() {
+            return None;
+        }
     }
     let tokens = argmax_tokens(z);
-    SampleOutput {
+    Some(SampleOutput {
         trajectory: recorder.finish(&tokens),
         tokens,
-    }
+    })
 }
 
 /// Per-row argmax of (B, L, V), read back as token ids.

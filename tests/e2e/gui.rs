@@ -147,6 +147,17 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
     harness.run_ok();
     assert_eq!(harness.state().sample.playback.as_ref().unwrap().step, 1);
 
+    // A long generation can be cancelled; what was shown stays.
+    harness.state_mut().sample.steps = 1024;
+    harness.get_by_label("✨ Generate").click();
+    harness.step();
+    assert!(harness.state().sample.busy());
+    harness.get_by_label("Cancel").click();
+    wait_for(&mut harness, "the cancellation", |app| !app.sample.busy());
+    let shown = harness.state().sample.playback.as_ref().unwrap().steps();
+    assert_eq!(shown, 16, "the cancelled run replaced the recording");
+    assert!(harness.state().errors.is_empty(), "{:?}", harness.state().errors);
+
     // Checkpoints: select the run and export it through the (scripted) folder dialog.
     click_tab(&mut harness, View::Checkpoints);
     let name = run_dir.file_name().unwrap().to_str().unwrap().to_string();

@@ -65,3 +65,48 @@ fn trajectory_records_every_step_and_position() {
         assert!(sample.frames[0].flipped.iter().all(|&f| !f));
     }
 }
+
+#[test]
+fn an_observed_run_reports_every_step_and_can_be_cancelled() {
+    use std::ops::ControlFlow;
+
+    use flm::flow::{SamplerKind, sample_observed};
+    use flm::kernels::KernelPath;
+
+    let out = temp_dir("observed");
+    let mut request = micro_request(&out, "builtin:repeat");
+    request.steps = Some(5);
+    run_request(&request);
+    let device = cpu_device();
+    let loaded = load_model(&out, &device).unwrap();
+    let schedule = Schedule::new(loaded.config.model.vocab_size).unwrap();
+    let run = |stop_after: usize, seen: &mut Vec<usize>| {
+        sample_observed(
+            &loaded.model,
+            SamplerKind::Euler,
+            &schedule,
+            &settings(6, 5, 4),
+            KernelPath::Auto,
+            &device,
+            &mut |step| {
+                seen.push(step);
+                if step == stop_after {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+    };
+    let mut seen = Vec::new();
+    let full = run(usize::MAX, &mut seen).expect("not cancelled");
+    assert_eq!(seen, [1, 2, 3, 4, 5, 6]);
+    let plain = euler_sample(&loaded.model, &schedule, &settings(6, 5, 4), &device);
+    assert_eq!(
+        full.tokens, plain.tokens,
+        "watching does not change the samples"
+    );
+    let mut seen = Vec::new();
+    assert!(run(2, &mut seen).is_none(), "cancelled after step 2");
+    assert_eq!(seen, [1, 2]);
+}
