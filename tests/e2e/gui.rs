@@ -156,7 +156,11 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
     wait_for(&mut harness, "the cancellation", |app| !app.sample.busy());
     let shown = harness.state().sample.playback.as_ref().unwrap().steps();
     assert_eq!(shown, 16, "the cancelled run replaced the recording");
-    assert!(harness.state().errors.is_empty(), "{:?}", harness.state().errors);
+    assert!(
+        harness.state().errors.is_empty(),
+        "{:?}",
+        harness.state().errors
+    );
 
     // Checkpoints: select the run and export it through the (scripted) folder dialog.
     click_tab(&mut harness, View::Checkpoints);
