@@ -52,9 +52,9 @@ impl DataState {
     }
 
     /// What to analyse next; marks the analysis as running.
-    pub(super) fn preview_request(&mut self) -> Option<(String, TokenizerKind, usize)> {
+    pub(super) fn preview_request(&mut self) -> (String, TokenizerKind, usize) {
         self.pending = Some(self.source.clone());
-        Some((self.source.clone(), self.tokenizer, self.vocab_size))
+        (self.source.clone(), self.tokenizer, self.vocab_size)
     }
 
     /// Takes an analysis; stale ones (the user chose other data meanwhile) are dropped.

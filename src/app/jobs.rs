@@ -85,11 +85,6 @@ impl Jobs {
         self.receiver.try_iter().collect()
     }
 
-    /// Blocks until the next answer (tests wait for jobs this way).
-    pub fn wait(&self, timeout: std::time::Duration) -> Option<JobMessage> {
-        self.receiver.recv_timeout(timeout).ok()
-    }
-
     /// Runs `work` on a thread; its answer (or `on_panic` with the panic's message) is sent
     /// back and the UI woken.
     fn spawn(

@@ -25,7 +25,7 @@ use dialogs::{Dialogs, NativeDialogs, PickPurpose};
 use frame_stats::{FrameLog, FrameStats};
 use jobs::{JobMessage, Jobs};
 pub use sample_view::SampleState;
-pub use train_view::{Duration as TrainDuration, TrainState};
+pub use train_view::{TrainDuration, TrainState};
 
 use crate::device::{self, ComputeDevice, DeviceChoice};
 
@@ -240,9 +240,8 @@ impl FlmApp {
     }
 
     fn start_preview(&mut self) {
-        if let Some((source, kind, vocab)) = self.data.preview_request() {
-            self.jobs.preview(source, kind, vocab);
-        }
+        let (source, kind, vocab) = self.data.preview_request();
+        self.jobs.preview(source, kind, vocab);
     }
 
     fn keyboard(&mut self, ctx: &egui::Context) {
@@ -299,10 +298,8 @@ impl FlmApp {
 
     fn status_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            // "CPU backend: the only GPU adapter is…": the reason goes in the tooltip.
             let description = self.device.to_string();
-            let short = description.split(':').next().unwrap_or(&description);
-            ui.label(format!("compute: {short}"))
+            ui.label(format!("compute: {}", headline(&description)))
                 .on_hover_text(format!("Where training and sampling run: {description}"));
             ui.separator();
             // Frame times live in the tooltip: they change every frame, the bar should not.
@@ -356,6 +353,19 @@ impl eframe::App for FlmApp {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.train.stop_all();
     }
+}
+
+/// "CPU backend: the only GPU adapter is…" → "CPU backend": device descriptions are a
+/// headline and a reason; labels show the headline, tooltips the whole.
+fn headline(description: &str) -> &str {
+    description.split(':').next().unwrap_or(description)
+}
+
+/// A run folder's name, for menus and titles.
+fn run_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
 }
 
 /// A caption and its control, linked so screen readers (and tests) find the control by name.

@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use eframe::egui;
 use egui_plot::{Line, Plot, PlotPoints, Points};
 
-use super::FlmApp;
 use super::dialogs::PickPurpose;
 use super::jobs::{SampleRequest, SampleResult, SampledModel, SamplingProgress};
 use super::playback::Playback;
 use super::style;
-use super::train_view::run_name;
 use super::trajectory_widgets::{self as widgets, HeatMetric};
+use super::{FlmApp, run_name};
 use crate::train::ModelKind;
 
 /// The Sample view's settings, last result and replay position.

@@ -7,9 +7,9 @@ use std::sync::mpsc::Receiver;
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
-use super::FlmApp;
 use super::jobs::{TrainingSlot, TrainingStart};
 use super::style;
+use super::{FlmApp, run_name};
 use crate::flow::flow_map::GroupFractions;
 use crate::model::ModelPreset;
 use crate::train::{
@@ -19,7 +19,7 @@ use crate::train::{
 
 /// How long a run goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Duration {
+pub enum TrainDuration {
     Minutes(f64),
     Steps(u64),
 }
@@ -32,7 +32,7 @@ pub struct TrainForm {
     pub seq_len: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
-    pub duration: Duration,
+    pub duration: TrainDuration,
 }
 
 impl Default for TrainForm {
@@ -43,7 +43,7 @@ impl Default for TrainForm {
             seq_len: 0,
             batch_size: defaults.batch_size,
             learning_rate: defaults.learning_rate,
-            duration: Duration::Minutes(5.0),
+            duration: TrainDuration::Minutes(5.0),
         }
     }
 }
@@ -53,7 +53,7 @@ impl Default for TrainForm {
 pub struct DistillForm {
     /// The FLM run to distill; the run trained in this session by default.
     pub teacher: Option<PathBuf>,
-    pub duration: Duration,
+    pub duration: TrainDuration,
     pub diagonal_fraction: f64,
 }
 
@@ -61,7 +61,7 @@ impl Default for DistillForm {
     fn default() -> Self {
         Self {
             teacher: None,
-            duration: Duration::Minutes(5.0),
+            duration: TrainDuration::Minutes(5.0),
             diagonal_fraction: 0.5,
         }
     }
@@ -491,38 +491,38 @@ fn app_train_config(base: TrainConfig) -> TrainConfig {
     }
 }
 
-fn steps_of(duration: Duration) -> Option<u64> {
+fn steps_of(duration: TrainDuration) -> Option<u64> {
     match duration {
-        Duration::Steps(steps) => Some(steps),
-        Duration::Minutes(_) => None,
+        TrainDuration::Steps(steps) => Some(steps),
+        TrainDuration::Minutes(_) => None,
     }
 }
 
-fn minutes_of(duration: Duration) -> Option<f64> {
+fn minutes_of(duration: TrainDuration) -> Option<f64> {
     match duration {
-        Duration::Minutes(minutes) => Some(minutes),
-        Duration::Steps(_) => None,
+        TrainDuration::Minutes(minutes) => Some(minutes),
+        TrainDuration::Steps(_) => None,
     }
 }
 
-fn duration_input(ui: &mut egui::Ui, id: &str, duration: &mut Duration) {
+fn duration_input(ui: &mut egui::Ui, id: &str, duration: &mut TrainDuration) {
     ui.push_id(id, |ui| {
         ui.horizontal(|ui| {
-            let minutes = matches!(duration, Duration::Minutes(_));
+            let minutes = matches!(duration, TrainDuration::Minutes(_));
             let minutes_radio = ui.radio(minutes, "minutes");
             if minutes_radio.clicked() && !minutes {
-                *duration = Duration::Minutes(5.0);
+                *duration = TrainDuration::Minutes(5.0);
             }
             let steps_radio = ui.radio(!minutes, "steps");
             if steps_radio.clicked() && minutes {
-                *duration = Duration::Steps(1000);
+                *duration = TrainDuration::Steps(1000);
             }
             match duration {
-                Duration::Minutes(m) => {
+                TrainDuration::Minutes(m) => {
                     ui.add(egui::DragValue::new(m).range(0.1..=24.0 * 60.0).speed(0.5))
                         .labelled_by(minutes_radio.id);
                 }
-                Duration::Steps(s) => {
+                TrainDuration::Steps(s) => {
                     ui.add(egui::DragValue::new(s).range(1..=10_000_000).speed(10))
                         .labelled_by(steps_radio.id);
                 }
@@ -596,9 +596,7 @@ fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSession) {
         }
         if let Some(device) = &session.device {
             ui.separator();
-            // "CPU backend: the only GPU adapter is…" → "CPU backend"; the rest on hover.
-            let short = device.split(':').next().unwrap_or(device);
-            ui.label(short).on_hover_text(device);
+            ui.label(super::headline(device)).on_hover_text(device);
         }
     });
     if let Some(dir) = &session.run_dir {
@@ -648,13 +646,6 @@ pub(super) fn loss_curves(
 fn fmt_duration(secs: f64) -> String {
     let secs = secs.max(0.0) as u64;
     format!("{}:{:02}", secs / 60, secs % 60)
-}
-
-/// A run folder's name for menus.
-pub(super) fn run_name(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string())
 }
 
 /// A short name for the data: the task or the file's stem.

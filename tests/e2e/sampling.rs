@@ -3,7 +3,7 @@
 use flm::device::cpu_device;
 use flm::flow::{SamplerSettings, Schedule, euler_sample};
 use flm::model::{Dit, ModelConfig, ModelPreset};
-use flm::train::load_model;
+use flm::train::{LoadedModel, load_model};
 
 use crate::common::*;
 
@@ -18,15 +18,21 @@ fn settings(steps: usize, seed: u64, top_k: usize) -> SamplerSettings {
     }
 }
 
+/// A micro model trained `steps` steps on builtin:repeat, loaded on the CPU, with its schedule.
+fn trained_repeat_model(name: &str, steps: u64) -> (LoadedModel, Schedule) {
+    let out = temp_dir(name);
+    let mut request = micro_request(&out, "builtin:repeat");
+    request.steps = Some(steps);
+    run_request(&request);
+    let loaded = load_model(&out, &cpu_device()).unwrap();
+    let schedule = Schedule::new(loaded.config.model.vocab_size).unwrap();
+    (loaded, schedule)
+}
+
 #[test]
 fn euler_sampler_is_deterministic_for_a_seed() {
-    let out = temp_dir("determinism");
-    let mut request = micro_request(&out, "builtin:repeat");
-    request.steps = Some(10);
-    run_request(&request);
+    let (loaded, schedule) = trained_repeat_model("determinism", 10);
     let device = cpu_device();
-    let loaded = load_model(&out, &device).unwrap();
-    let schedule = Schedule::new(loaded.config.model.vocab_size).unwrap();
     let a = euler_sample(&loaded.model, &schedule, &settings(6, 5, 4), &device);
     let b = euler_sample(&loaded.model, &schedule, &settings(6, 5, 4), &device);
     let c = euler_sample(&loaded.model, &schedule, &settings(6, 6, 4), &device);
@@ -73,13 +79,8 @@ fn an_observed_run_reports_every_step_and_can_be_cancelled() {
     use flm::flow::{SamplerKind, sample_observed};
     use flm::kernels::KernelPath;
 
-    let out = temp_dir("observed");
-    let mut request = micro_request(&out, "builtin:repeat");
-    request.steps = Some(5);
-    run_request(&request);
+    let (loaded, schedule) = trained_repeat_model("observed", 5);
     let device = cpu_device();
-    let loaded = load_model(&out, &device).unwrap();
-    let schedule = Schedule::new(loaded.config.model.vocab_size).unwrap();
     let run = |stop_after: usize, seen: &mut Vec<usize>| {
         sample_observed(
             &loaded.model,
