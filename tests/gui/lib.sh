@@ -74,12 +74,20 @@ quit_app() {
 click() { xdotool mousemove "$1" "$2" click 1; sleep "${3:-0.6}"; }
 
 # drag_x X Y DX [PAUSE]: press at (X, Y), move DX pixels one at a time (egui needs many
-# motion events), PAUSE seconds apart (default 0.02; 0 = as fast as xdotool goes).
+# motion events), PAUSE seconds apart (default 0.02; 0 = one xdotool process, 4 ms apart).
 drag_x() {
     local x=$1 y=$2 dx=$3 pause=${4:-0.02} step=1
     [ "$dx" -lt 0 ] && step=-1
     xdotool mousemove "$x" "$y" mousedown 1
-    for _ in $(seq 1 "${dx#-}"); do xdotool mousemove_relative -- "$step" 0; sleep "$pause"; done
+    if [ "$pause" = 0 ]; then
+        # One xdotool process for the whole drag: spawning one per pixel would steal the CPU
+        # being measured.
+        local moves=()
+        for _ in $(seq 1 "${dx#-}"); do moves+=(mousemove_relative -- "$step" 0 sleep 0.004); done
+        xdotool "${moves[@]}"
+    else
+        for _ in $(seq 1 "${dx#-}"); do xdotool mousemove_relative -- "$step" 0; sleep "$pause"; done
+    fi
     xdotool mouseup 1
     sleep 0.5
 }
