@@ -92,6 +92,9 @@ pub struct FlmApp {
     frame_log: Option<FrameLog>,
     /// eframe's CPU time for the previous frame, for the frame log.
     last_frame_cpu_ms: Option<f32>,
+    /// The window is cleared with the panel colour, so panels skip their own fill: on a
+    /// software rasteriser a full-window fill is a large share of every frame.
+    panels_on_clear_color: bool,
 }
 
 impl FlmApp {
@@ -113,6 +116,7 @@ impl FlmApp {
             dark_mode: true,
             frames: FrameStats::default(),
             last_frame_cpu_ms: None,
+            panels_on_clear_color: false,
             frame_log: settings
                 .frame_log
                 .and_then(|path| match FrameLog::create(&path) {
@@ -125,6 +129,13 @@ impl FlmApp {
         };
         app.start_preview();
         app
+    }
+
+    /// For the desktop window, which eframe clears with the panel colour (see
+    /// `eframe::App::clear_color` below): panels draw no background of their own.
+    pub fn with_panels_on_clear_color(mut self) -> Self {
+        self.panels_on_clear_color = true;
+        self
     }
 
     /// Names the renderer's adapter in the status bar.
@@ -160,17 +171,34 @@ impl FlmApp {
         self.train.poll_events();
         self.keyboard(&ctx);
 
-        egui::Panel::top("views").show(ui, |ui| self.view_tabs(ui));
-        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        let unfilled = |frame: egui::Frame| {
+            if self.panels_on_clear_color {
+                frame.fill(egui::Color32::TRANSPARENT)
+            } else {
+                frame
+            }
+        };
+        let bar = unfilled(egui::Frame::side_top_panel(ui.style()));
+        let central = unfilled(egui::Frame::central_panel(ui.style()));
+        egui::Panel::top("views")
+            .frame(bar)
+            .show(ui, |ui| self.view_tabs(ui));
+        egui::Panel::bottom("status")
+            .frame(bar)
+            .show(ui, |ui| self.status_bar(ui));
         if !self.errors.is_empty() || !self.notices.is_empty() {
-            egui::Panel::bottom("messages").show(ui, |ui| self.messages(ui));
+            egui::Panel::bottom("messages")
+                .frame(bar)
+                .show(ui, |ui| self.messages(ui));
         }
-        egui::CentralPanel::default().show(ui, |ui| match self.view {
-            View::Data => self.data_view(ui),
-            View::Train => self.train_view(ui),
-            View::Sample => self.sample_view(ui),
-            View::Checkpoints => self.checkpoints_view(ui),
-        });
+        egui::CentralPanel::default()
+            .frame(central)
+            .show(ui, |ui| match self.view {
+                View::Data => self.data_view(ui),
+                View::Train => self.train_view(ui),
+                View::Sample => self.sample_view(ui),
+                View::Checkpoints => self.checkpoints_view(ui),
+            });
 
         if self.train.busy() {
             // Live curves: redraw often enough to stay above 30 frames/s while training is
@@ -350,6 +378,11 @@ impl eframe::App for FlmApp {
         self.show(ui);
     }
 
+    /// The panels' colour, so that they need not fill the window again.
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        visuals.panel_fill.to_normalized_gamma_f32()
+    }
+
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.train.stop_all();
     }
@@ -468,6 +501,9 @@ pub fn run_desktop() -> Result<(), String> {
     }
     let options = eframe::NativeOptions {
         renderer: pick_renderer(&settings.device),
+        // Dithering smooths gradients; this UI's colours are flat, and on a software
+        // rasteriser the per-pixel noise costs about 2 ms of CPU a frame.
+        dithering: false,
         wgpu_options,
         viewport: egui::ViewportBuilder::default()
             .with_title("flm — flow language models")
@@ -481,7 +517,9 @@ pub fn run_desktop() -> Result<(), String> {
         Box::new(|cc| {
             let renderer = renderer_name(cc);
             Ok(Box::new(
-                FlmApp::new(&cc.egui_ctx, settings).with_renderer(renderer),
+                FlmApp::new(&cc.egui_ctx, settings)
+                    .with_renderer(renderer)
+                    .with_panels_on_clear_color(),
             ))
         }),
     )

@@ -2,7 +2,8 @@
 //! per-position simplex bars, the positions × steps heatmap. They only read a [`Frame`];
 //! everything they show was recorded by the sampler, so scrubbing never computes.
 
-use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use eframe::egui::text::{LayoutJob, TextFormat};
+use eframe::egui::{self, Color32, Galley, Pos2, Rect, Sense, Stroke, Vec2};
 
 use super::style;
 use crate::flow::{Frame, Trajectory};
@@ -53,36 +54,90 @@ pub fn candidates(
 
 /// The sample's text at this step: every position's most likely token, faded by its
 /// probability, highlighted where the argmax just changed; hover shows the candidates.
+///
+/// One galley for the whole text rather than a label per token: scrubbing redraws it every
+/// frame, and a hundred widgets a block cost more than the layout.
 pub fn token_text(ui: &mut egui::Ui, frame: &Frame, top_k: usize, vocab: &[String]) {
     let flip_fill = Color32::from_rgba_unmultiplied(0xf5, 0xa6, 0x23, 70);
-    ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing = Vec2::new(0.0, 2.0);
-        for (position, &id) in frame.argmax.iter().enumerate() {
-            let text = vocab.get(id as usize).map_or("?", String::as_str);
-            let mut rich = egui::RichText::new(display_token(text))
-                .monospace()
-                .size(15.0)
-                .color(style::confidence_color(ui, frame.max_prob[position]));
-            if frame.flipped[position] {
-                rich = rich.background_color(flip_fill);
-            }
-            ui.add(egui::Label::new(rich).sense(Sense::hover()))
-                .on_hover_ui(|ui| candidates(ui, frame, position, top_k, vocab));
+    let font = egui::FontId::monospace(15.0);
+    let line_height = ui.fonts_mut(|fonts| fonts.row_height(&font)) + 2.0;
+    let mut job = LayoutJob::default();
+    job.wrap.max_width = ui.available_width();
+    // The character offset where each position's token starts.
+    let mut starts = Vec::with_capacity(frame.argmax.len());
+    let mut chars = 0;
+    for (position, &id) in frame.argmax.iter().enumerate() {
+        let token = display_token(vocab.get(id as usize).map_or("?", String::as_str));
+        starts.push(chars);
+        chars += token.chars().count();
+        let format = TextFormat {
+            font_id: font.clone(),
+            line_height: Some(line_height),
+            color: style::confidence_color(ui, frame.max_prob[position]),
+            background: if frame.flipped[position] {
+                flip_fill
+            } else {
+                Color32::TRANSPARENT
+            },
+            ..Default::default()
+        };
+        job.append(&token, 0.0, format);
+    }
+    let galley = ui.painter().layout_job(job);
+    let (rect, response) = ui.allocate_exact_size(galley.size(), Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, galley.text()));
+    ui.painter()
+        .galley(rect.min, galley.clone(), ui.visuals().text_color());
+    let hovered = response
+        .hover_pos()
+        .and_then(|pointer| char_under(&galley, pointer - rect.min))
+        .map(|index| starts.partition_point(|&start| start <= index) - 1);
+    if let Some(position) = hovered {
+        response.on_hover_ui_at_pointer(|ui| candidates(ui, frame, position, top_k, vocab));
+    }
+}
+
+/// The character whose glyph lies under `pos` (relative to the galley), if any.
+fn char_under(galley: &Galley, pos: Vec2) -> Option<usize> {
+    let mut first = 0;
+    for placed in &galley.rows {
+        let row_rect = placed.rect();
+        if (row_rect.min.y..row_rect.max.y).contains(&pos.y) {
+            let x = pos.x - placed.pos.x;
+            return placed
+                .row
+                .glyphs
+                .iter()
+                .position(|glyph| (glyph.pos.x..glyph.pos.x + glyph.advance_width).contains(&x))
+                .map(|i| first + i);
         }
-    });
+        first += placed.char_count_including_newline().0;
+    }
+    None
 }
 
 /// One stacked bar per position: its top-k probabilities from the bottom up (most likely
 /// first), the rest of the simplex mass in grey on top. The point on the simplex, per token.
+///
+/// The segments are one mesh of plain quads: they are axis-aligned and need no anti-aliased
+/// edges, and at 128 positions × 9 segments the triangle count shows on a software rasteriser.
 pub fn simplex_bars(ui: &mut egui::Ui, frame: &Frame, top_k: usize, vocab: &[String], height: f32) {
     let positions = frame.argmax.len().max(1);
     let width = ui.available_width();
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, height), Sense::hover());
     let painter = ui.painter_at(rect);
-    painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
     let column = rect.width() / positions as f32;
     let gap = if column > 4.0 { 1.0 } else { 0.0 };
     let rest = ui.visuals().weak_text_color().gamma_multiply(0.35);
+    let mut mesh = egui::Mesh::default();
+    let mut segment = |left: f32, bottom: f32, h: f32, color: Color32| {
+        // Below half a pixel a segment would not show.
+        if h >= 0.5 {
+            let min = Pos2::new(left, bottom - h);
+            let max = Pos2::new(left + column - gap, bottom);
+            mesh.add_colored_rect(Rect::from_min_max(min, max), color);
+        }
+    };
     for position in 0..frame.argmax.len() {
         let left = rect.left() + position as f32 * column;
         let mut bottom = rect.bottom();
@@ -90,27 +145,18 @@ pub fn simplex_bars(ui: &mut egui::Ui, frame: &Frame, top_k: usize, vocab: &[Str
         for rank in 0..top_k {
             let p = frame.top_probs[position * top_k + rank].clamp(0.0, 1.0);
             let h = p * rect.height();
-            painter.rect_filled(
-                Rect::from_min_max(
-                    Pos2::new(left, bottom - h),
-                    Pos2::new(left + column - gap, bottom),
-                ),
-                0.0,
+            segment(
+                left,
+                bottom,
+                h,
                 style::RANK_COLORS[rank % style::RANK_COLORS.len()],
             );
             bottom -= h;
             used += p;
         }
-        let remaining = (1.0 - used).max(0.0) * rect.height();
-        painter.rect_filled(
-            Rect::from_min_max(
-                Pos2::new(left, bottom - remaining),
-                Pos2::new(left + column - gap, bottom),
-            ),
-            0.0,
-            rest,
-        );
+        segment(left, bottom, (1.0 - used).max(0.0) * rect.height(), rest);
     }
+    painter.add(mesh);
     if let Some(pointer) = response.hover_pos() {
         let position = (((pointer.x - rect.left()) / column) as usize).min(positions - 1);
         let x = rect.left() + (position as f32 + 0.5) * column;
@@ -188,4 +234,58 @@ pub fn heatmap(
         });
     response.on_hover_text("positions (rows) × steps (columns); click or drag to pick a step");
     picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lays `text` out in monospace, wrapped at `width` points.
+    fn galley(text: &str, width: f32) -> std::sync::Arc<Galley> {
+        let ctx = egui::Context::default();
+        let mut laid_out = None;
+        let mut output = ctx.run_ui(egui::RawInput::default(), |ui| {
+            let job = LayoutJob::simple(
+                text.into(),
+                egui::FontId::monospace(15.0),
+                Color32::WHITE,
+                width,
+            );
+            laid_out = Some(ui.painter().layout_job(job));
+        });
+        // No renderer here to take the font atlas.
+        output.textures_delta.clear();
+        laid_out.expect("the frame ran")
+    }
+
+    #[test]
+    fn char_under_finds_every_glyph_across_wrapped_rows() {
+        // Wrapped at spaces, as prose is.
+        let text = "abc def ghi jkl mno pqr stu vwx yz";
+        let galley = galley(text, 80.0);
+        assert!(galley.rows.len() > 2, "the text should wrap");
+        let mut seen = Vec::new();
+        for placed in &galley.rows {
+            for glyph in &placed.row.glyphs {
+                let center =
+                    placed.pos + glyph.pos.to_vec2() + Vec2::new(glyph.advance_width / 2.0, 0.0);
+                let y = placed.rect().center().y;
+                let index = char_under(&galley, Vec2::new(center.x, y)).expect("a glyph");
+                assert_eq!(text.chars().nth(index), Some(glyph.chr));
+                seen.push(index);
+            }
+        }
+        assert_eq!(seen, (0..text.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn char_under_is_none_off_the_text() {
+        let galley = galley("abc", 500.0);
+        assert_eq!(char_under(&galley, Vec2::new(-5.0, 5.0)), None);
+        assert_eq!(char_under(&galley, Vec2::new(400.0, 5.0)), None);
+        assert_eq!(
+            char_under(&galley, Vec2::new(5.0, galley.size().y + 10.0)),
+            None
+        );
+    }
 }
