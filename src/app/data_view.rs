@@ -207,11 +207,13 @@ fn preview_panel(ui: &mut egui::Ui, preview: &DataPreview) {
             );
         });
     ui.add_space(6.0);
+    // The lists fill the rest of the view, under their headings.
+    let list_height = (ui.available_height() - 2.0 * ui.spacing().interact_size.y).max(160.0);
     ui.columns(2, |columns| {
         columns[0].strong("Most frequent tokens");
         egui::ScrollArea::vertical()
             .id_salt("top-tokens")
-            .max_height(240.0)
+            .max_height(list_height)
             .show(&mut columns[0], |ui| {
                 egui::Grid::new("top-tokens-grid")
                     .striped(true)
@@ -226,7 +228,7 @@ fn preview_panel(ui: &mut egui::Ui, preview: &DataPreview) {
         columns[1].strong("Excerpt");
         egui::ScrollArea::vertical()
             .id_salt("excerpt")
-            .max_height(240.0)
+            .max_height(list_height)
             .show(&mut columns[1], |ui| {
                 ui.monospace(&preview.excerpt);
             });

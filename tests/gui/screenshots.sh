@@ -61,6 +61,7 @@ tab_data
 click 294 92 0
 choose_file "$(realpath "$ROOT/../shared/data/austen_train.txt")"
 sleep 25
+xdotool mousemove 1200 700; sleep 0.5               # no tooltip over the source
 shot "$OUT/data-austen.png"
 
 # --- Train: a live run on it (tiny model), curves after 80 s.
