@@ -61,7 +61,14 @@ pub enum Command {
     /// Train a tiny model on `builtin:repeat` for a minute and show it denoising.
     Demo(DemoArgs),
     /// Open the desktop app (what `flm` with no subcommand does where a display exists).
-    Gui,
+    Gui(GuiArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GuiArgs {
+    /// Where the app trains and samples. With a GPU the window is drawn on the same device.
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]
@@ -395,8 +402,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Info(args)) => run_info(args),
         Some(Command::Schedule(args)) => run_schedule(args),
         Some(Command::Demo(args)) => run_demo(args),
-        Some(Command::Gui) => flm::app::run_desktop().map_err(anyhow::Error::msg),
-        None => match flm::app::run_desktop() {
+        Some(Command::Gui(args)) => flm::app::run_desktop(args.device.device).map_err(|reason| {
+            anyhow::anyhow!(
+                "cannot open the desktop window: {reason}. Run flm in a desktop session, \
+                 or use the headless commands (flm --help)"
+            )
+        }),
+        None => match flm::app::run_desktop(DeviceChoice::Auto) {
             Ok(()) => Ok(()),
             Err(reason) => {
                 eprintln!(

@@ -62,11 +62,11 @@ pub struct AppSettings {
 
 impl AppSettings {
     /// Settings for a desktop session: the platform's data folder (or `FLM_RUNS_DIR`), the
-    /// best compute device, native dialogs.
-    pub fn for_desktop() -> Result<Self, String> {
+    /// chosen compute device, native dialogs.
+    pub fn for_desktop(device: DeviceChoice) -> Result<Self, String> {
         Ok(Self {
             runs_root: default_runs_root(),
-            device: device::select(DeviceChoice::Auto)?,
+            device: device::select(device)?,
             dialogs: Arc::new(NativeDialogs),
             frame_log: std::env::var_os("FLM_FRAME_LOG").map(PathBuf::from),
         })
@@ -481,16 +481,18 @@ fn renderer_name(cc: &eframe::CreationContext<'_>) -> String {
 
 /// Opens the window. Fails (rather than exiting the process) when there is no display, so the
 /// caller can fall back to the terminal.
-pub fn run_desktop() -> Result<(), String> {
+pub fn run_desktop(device: DeviceChoice) -> Result<(), String> {
     if let Some(reason) = missing_display() {
         return Err(reason.into());
     }
-    let settings = AppSettings::for_desktop()?;
+    let settings = AppSettings::for_desktop(device)?;
     let mut wgpu_options = eframe::egui_wgpu::WgpuConfiguration::default();
     if std::env::var_os("FLM_NO_VSYNC").is_some() {
         wgpu_options.surface.present_mode = eframe::wgpu::PresentMode::AutoNoVsync;
     }
-    if let Some(setup) = device::shared_wgpu_setup(&settings.device) {
+    let shared_setup = device::shared_wgpu_setup(&settings.device);
+    let compute_device = shared_setup.as_ref().map(|setup| setup.device.clone());
+    if let Some(setup) = shared_setup {
         wgpu_options.wgpu_setup =
             eframe::egui_wgpu::WgpuSetup::Existing(eframe::egui_wgpu::WgpuSetupExisting {
                 instance: setup.instance,
@@ -515,7 +517,12 @@ pub fn run_desktop() -> Result<(), String> {
         "flm",
         options,
         Box::new(|cc| {
-            let renderer = renderer_name(cc);
+            let mut renderer = renderer_name(cc);
+            // Said only when eframe really draws on Burn's device.
+            let drawn_on = cc.wgpu_render_state.as_ref().map(|state| &state.device);
+            if drawn_on.is_some() && drawn_on == compute_device.as_ref() {
+                renderer.push_str(", shared with compute");
+            }
             Ok(Box::new(
                 FlmApp::new(&cc.egui_ctx, settings)
                     .with_renderer(renderer)

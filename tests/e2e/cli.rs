@@ -365,3 +365,30 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
         stderr(&missing)
     );
 }
+
+/// Linux only: elsewhere there is no display variable to take away.
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn gui_without_a_display_says_so() {
+    let output = Command::new(env!("CARGO_BIN_EXE_flm"))
+        .args(["gui", "--device", "cpu"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("the flm binary runs");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no display") && err.contains("flm --help"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let bad = flm(&["gui", "--device", "tpu"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("expected auto, gpu or cpu"),
+        "{}",
+        stderr(&bad)
+    );
+}

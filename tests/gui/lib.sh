@@ -25,6 +25,7 @@ need_packages() {
 }
 
 # start_app OUT RUNS: a fresh X display and the app on it, runs in RUNS, frame times to OUT.
+# FLM_APP_ARGS, if set, replaces the (empty) command line, e.g. "gui --device gpu".
 start_app() {
     local out=$1 runs=$2
     DISPLAY_NUMBER=${DISPLAY_NUMBER:-97}
@@ -33,7 +34,7 @@ start_app() {
     export DISPLAY=":$DISPLAY_NUMBER"
     sleep 1
     mkdir -p "$runs"
-    FLM_RUNS_DIR=$runs FLM_FRAME_LOG=$out/frames.log "$FLM" >"$out/app.log" 2>&1 &
+    FLM_RUNS_DIR=$runs FLM_FRAME_LOG=$out/frames.log "$FLM" ${FLM_APP_ARGS:-} >"$out/app.log" 2>&1 &
     APP_PID=$!
     trap stop_app EXIT
     for _ in $(seq 1 60); do
