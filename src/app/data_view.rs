@@ -21,6 +21,8 @@ pub struct DataState {
     pub error: Option<String>,
     /// The source being analysed, while a job runs.
     pending: Option<String>,
+    /// The Source field's text while the user edits it (a typed or pasted path).
+    source_input: String,
 }
 
 impl Default for DataState {
@@ -32,6 +34,7 @@ impl Default for DataState {
             preview: None,
             error: None,
             pending: None,
+            source_input: String::new(),
         }
     }
 }
@@ -46,7 +49,16 @@ impl DataState {
     }
 
     pub fn choose_file(&mut self, path: PathBuf) {
-        self.source = path.display().to_string();
+        self.choose_source(path.display().to_string());
+    }
+
+    /// A typed source: `builtin:<task>` or a path (`~/` means the home folder).
+    pub fn choose_source(&mut self, source: String) {
+        let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
+        self.source = match (source.strip_prefix("~/"), home) {
+            (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
+            _ => source,
+        };
         self.preview = None;
         self.error = None;
     }
@@ -108,7 +120,10 @@ impl FlmApp {
             ui.separator();
             if ui
                 .button("📂 Choose text file…")
-                .on_hover_text("A .txt file: a book, your notes, code…")
+                .on_hover_text(
+                    "A .txt file: a book, your notes, code… The dialog is the desktop's \
+                     (its portal, or zenity); the Source field below takes a typed path too.",
+                )
                 .clicked()
             {
                 self.jobs.pick(
@@ -118,8 +133,27 @@ impl FlmApp {
             }
         });
         ui.horizontal(|ui| {
-            ui.label("Source:");
-            ui.monospace(&self.data.source);
+            let label = ui.label("Source:");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.data.source_input)
+                        .font(egui::TextStyle::Monospace)
+                        .hint_text("a file path, or builtin:<task>")
+                        .desired_width(ui.available_width().min(720.0)),
+                )
+                .labelled_by(label.id)
+                .on_hover_text("Type or paste a path and press Enter");
+            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                let typed = self.data.source_input.trim().to_owned();
+                if !typed.is_empty() && typed != self.data.source {
+                    self.data.choose_source(typed);
+                    changed = true;
+                }
+            }
+            if !field.has_focus() {
+                // Follows choices made elsewhere (buttons, the file dialog).
+                self.data.source_input.clone_from(&self.data.source);
+            }
         });
         ui.add_enabled_ui(!self.data.is_builtin(), |ui| {
             ui.horizontal(|ui| {
@@ -233,4 +267,25 @@ fn preview_panel(ui: &mut egui::Ui, preview: &DataPreview) {
                 ui.monospace(&preview.excerpt);
             });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_source_expands_the_home_folder_and_keeps_builtins() {
+        let mut data = DataState::default();
+        let home = std::env::var_os("HOME")
+            .or_else(|| std::env::var_os("USERPROFILE"))
+            .expect("a home folder where tests run");
+        data.choose_source("~/books/emma.txt".into());
+        let expected = PathBuf::from(home).join("books/emma.txt");
+        assert_eq!(data.source, expected.display().to_string());
+        assert!(!data.is_builtin());
+        data.choose_source("builtin:sorted".into());
+        assert!(data.is_builtin());
+        data.choose_source("/data/a~/b.txt".into());
+        assert_eq!(data.source, "/data/a~/b.txt");
+    }
 }

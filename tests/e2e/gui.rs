@@ -13,7 +13,7 @@ use flm::app::{AppSettings, FlmApp, View};
 use flm::model::ModelPreset;
 use flm::train::{EXPORTED_FILES, load_model};
 
-use crate::common::{cpu, temp_dir};
+use crate::common::{cpu, sonnets, temp_dir};
 
 fn harness(runs_root: &Path) -> Harness<'static, FlmApp> {
     let settings = AppSettings {
@@ -200,6 +200,46 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
         harness.state().errors
     );
     click_tab(&mut harness, View::Train);
+}
+
+/// Replaces the Source field's text, as typing or pasting a path would, and presses Enter.
+fn type_source(harness: &mut Harness<'_, FlmApp>, text: &str) {
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "Source:")
+        .focus();
+    harness.run_ok();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "Source:")
+        .type_text(text);
+    harness.key_press(egui::Key::Enter);
+    harness.run_ok();
+}
+
+#[test]
+fn a_typed_path_is_analysed_or_refused() {
+    let root = temp_dir("gui-typed");
+    let mut harness = harness(&root);
+    wait_for(&mut harness, "the first preview", |app| {
+        app.data.preview.is_some()
+    });
+
+    let missing = root.join("no-such-book.txt");
+    type_source(&mut harness, missing.to_str().unwrap());
+    assert_eq!(harness.state().data.source, missing.display().to_string());
+    wait_for(&mut harness, "the refusal", |app| app.data.error.is_some());
+    harness.get_by_label("This data cannot be used");
+    let error = harness.state().data.error.clone().unwrap();
+    assert!(error.contains("no-such-book.txt"), "{error}");
+
+    let book = sonnets();
+    type_source(&mut harness, book.to_str().unwrap());
+    wait_for(&mut harness, "the book's preview", |app| {
+        app.data.preview.is_some()
+    });
+    let preview = harness.state().data.preview.as_ref().unwrap();
+    assert!(preview.stats.tokens > 0);
+    assert!(harness.state().data.error.is_none());
 }
 
 #[test]
