@@ -54,9 +54,8 @@ impl DataState {
 
     /// A typed source: `builtin:<task>` or a path (`~/` means the home folder).
     pub fn choose_source(&mut self, source: String) {
-        let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
-        self.source = match (source.strip_prefix("~/"), home) {
-            (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
+        self.source = match (source.strip_prefix("~/"), super::home_dir()) {
+            (Some(rest), Some(home)) => home.join(rest).display().to_string(),
             _ => source,
         };
         self.preview = None;
@@ -276,11 +275,9 @@ mod tests {
     #[test]
     fn a_typed_source_expands_the_home_folder_and_keeps_builtins() {
         let mut data = DataState::default();
-        let home = std::env::var_os("HOME")
-            .or_else(|| std::env::var_os("USERPROFILE"))
-            .expect("a home folder where tests run");
+        let home = crate::app::home_dir().expect("a home folder where tests run");
         data.choose_source("~/books/emma.txt".into());
-        let expected = PathBuf::from(home).join("books/emma.txt");
+        let expected = home.join("books/emma.txt");
         assert_eq!(data.source, expected.display().to_string());
         assert!(!data.is_builtin());
         data.choose_source("builtin:sorted".into());

@@ -419,12 +419,19 @@ fn frame_time_report(ui: &mut egui::Ui, frames: &FrameStats) {
     ui.label(line("UI build time", frames.build_times()));
 }
 
+/// The user's home folder (`HOME`, or `USERPROFILE` on Windows).
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
+}
+
 /// Where runs live unless `FLM_RUNS_DIR` says otherwise: the platform's per-user data folder.
 pub fn default_runs_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("FLM_RUNS_DIR") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = home_dir();
     let base = if cfg!(target_os = "windows") {
         std::env::var_os("APPDATA").map(PathBuf::from)
     } else if cfg!(target_os = "macos") {
