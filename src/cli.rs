@@ -331,6 +331,9 @@ pub enum BenchTarget {
         /// Timed runs per shape (after 3 warm-up runs); the median is reported.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Vocabulary sizes to run, comma-separated (default: 1024,8192,50257).
+        #[arg(long, value_delimiter = ',')]
+        vocab: Vec<usize>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -1022,13 +1025,21 @@ fn step_lists(raw: &[String], checkpoints: usize) -> Result<Vec<Vec<usize>>> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let BenchTarget::Kernels { runs, json } = args.target;
+    let BenchTarget::Kernels { runs, vocab, json } = args.target;
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if vocab.contains(&0) {
+        bail!("--vocab sizes must be at least 1");
+    }
+    let vocabs = if vocab.is_empty() {
+        flm::kernels::bench::VOCABS.to_vec()
+    } else {
+        vocab
+    };
     // The kernels exist only on wgpu: this benchmark always runs there.
     let device = pick_device(DeviceChoice::Gpu)?;
-    let bench = flm::kernels::bench::run_suite(&device.device, runs);
+    let bench = flm::kernels::bench::run_suite(&device.device, &vocabs, runs);
     if json {
         let report = json!({"device": device.description,
             "top_k": flm::kernels::sampler_step::MAX_TOP_K, "bench": bench});
@@ -1049,7 +1060,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         }
     };
     println!(
-        "L={}, median of {runs} runs after 3 warm-ups, {}",
+        "L={}, median of {runs} runs after 3 warm-ups (fused and reference alternate), {}",
         bench.seq_len, device.description
     );
     table(

@@ -40,35 +40,51 @@ const SEQ_LEN: usize = 128;
 const BATCH: usize = 16;
 const WARMUP: usize = 3;
 
-/// Runs the suite at L = 128 and B = 16. B shrinks where one (B, L, V) tensor would pass
-/// 128 MiB: B=16 at V=50257 needs 411 MB, and on lavapipe 206 MB already failed to allocate.
-pub fn run_suite(device: &Device, runs: usize) -> KernelBench {
+/// Runs the suite at L = 128 and B = 16 for each of `vocabs` (usually [`VOCABS`]). B shrinks
+/// where one (B, L, V) tensor would pass 128 MiB: B=16 at V=50257 needs 411 MB, and on
+/// lavapipe 206 MB already failed to allocate.
+pub fn run_suite(device: &Device, vocabs: &[usize], runs: usize) -> KernelBench {
     let batch_for = |vocab: usize| BATCH.min((128usize << 20) / (SEQ_LEN * vocab * 4)).max(1);
     KernelBench {
         seq_len: SEQ_LEN,
-        sampler_step: VOCABS
+        sampler_step: vocabs
             .iter()
             .map(|&v| time_sampler_step(device, batch_for(v), SEQ_LEN, v, runs))
             .collect(),
-        noisy_input: VOCABS
+        noisy_input: vocabs
             .iter()
             .map(|&v| time_noisy_input(device, batch_for(v), SEQ_LEN, v, runs))
             .collect(),
     }
 }
 
-/// Median wall time (ms) of `run(i)` followed by a device sync, over `runs` calls after
-/// `WARMUP` untimed ones.
-fn median_ms(device: &Device, runs: usize, mut run: impl FnMut(usize)) -> f64 {
-    let mut samples = Vec::with_capacity(runs);
-    for i in 0..WARMUP + runs {
+/// Median wall times (ms) of `fused(i)` and `reference(i)`, each followed by a device sync,
+/// over `runs` calls each after `WARMUP` untimed ones. The two alternate call by call, so a
+/// shared machine slowing down or speeding up affects both alike.
+fn paired_medians(
+    device: &Device,
+    runs: usize,
+    mut fused: impl FnMut(usize),
+    mut reference: impl FnMut(usize),
+) -> (f64, f64) {
+    let timed = |run: &mut dyn FnMut(usize), i: usize| {
         let started = Instant::now();
         run(i);
         device.sync().expect("device sync");
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    let (mut fused_ms, mut reference_ms) = (Vec::new(), Vec::new());
+    for i in 0..WARMUP + runs {
+        let (a, b) = (timed(&mut fused, i), timed(&mut reference, i));
         if i >= WARMUP {
-            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+            fused_ms.push(a);
+            reference_ms.push(b);
         }
     }
+    (median(fused_ms), median(reference_ms))
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }
@@ -113,22 +129,24 @@ pub fn time_sampler_step(
         seed: 0,
         counter: 0,
     };
-    let time = |step: fn(Tensor<3>, Tensor<3>, StepCoefficients, usize) -> StepOutput| {
-        median_ms(device, runs, |i| {
-            let (logits, z) = inputs[i % inputs.len()].clone();
-            let output = step(logits, z, coefficients, MAX_TOP_K);
-            // Materialising the statistics is part of the step: the sampler reads them back.
-            let stats = output
-                .stats
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("benchmark readback");
-            std::hint::black_box((stats, output.z_next));
-        })
+    let run = |step: fn(Tensor<3>, Tensor<3>, StepCoefficients, usize) -> StepOutput, i: usize| {
+        let (logits, z) = inputs[i % inputs.len()].clone();
+        let output = step(logits, z, coefficients, MAX_TOP_K);
+        // Materialising the statistics is part of the step: the sampler reads them back.
+        let stats = output
+            .stats
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("benchmark readback");
+        std::hint::black_box((stats, output.z_next));
     };
-    let fused_ms = time(fused_sampler_step);
-    let reference_ms = time(reference_sampler_step);
+    let (fused_ms, reference_ms) = paired_medians(
+        device,
+        runs,
+        |i| run(fused_sampler_step, i),
+        |i| run(reference_sampler_step, i),
+    );
     timing(vocab, rows, runs, fused_ms, reference_ms)
 }
 
@@ -144,13 +162,15 @@ pub fn time_noisy_input(
     let gammas: Vec<f64> = (0..batch)
         .map(|b| (b as f64 + 0.5) / batch as f64)
         .collect();
-    let time = |path: KernelPath| {
-        median_ms(device, runs, |i| {
-            let x = noisy_input(&tokens, &gammas, len, vocab, i as u64, path, device);
-            std::hint::black_box(x);
-        })
+    let run = |path: KernelPath, i: usize| {
+        let x = noisy_input(&tokens, &gammas, len, vocab, i as u64, path, device);
+        std::hint::black_box(x);
     };
-    let fused_ms = time(KernelPath::Auto);
-    let reference_ms = time(KernelPath::Reference);
+    let (fused_ms, reference_ms) = paired_medians(
+        device,
+        runs,
+        |i| run(KernelPath::Auto, i),
+        |i| run(KernelPath::Reference, i),
+    );
     timing(vocab, batch * len, runs, fused_ms, reference_ms)
 }

@@ -34,10 +34,6 @@ fn kernels_disabled() -> bool {
 /// The counter-based normal generator every kernel pastes in (`counter_rng` template slot).
 pub(crate) const COUNTER_RNG: &str = include_str!("../../shaders/counter_rng.wgsl");
 
-/// Threads per workgroup of the row kernels: 64 keeps the sampler's candidate buffers within
-/// every GPU's workgroup memory.
-pub(crate) const WORKGROUP: u32 = 64;
-
 /// One workgroup per row, with a second grid dimension past the 65,535 limit of the first.
 pub(crate) fn row_grid(rows: usize) -> burn::cubecl::CubeCount {
     let x = (rows as u32).clamp(1, 65_535);

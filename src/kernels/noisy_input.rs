@@ -11,7 +11,7 @@ use burn::cubecl::{CubeDim, prelude::KernelId, server::KernelArguments};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use derive_new::new;
 
-use super::{COUNTER_RNG, KernelPath, WORKGROUP, row_grid};
+use super::{COUNTER_RNG, KernelPath, row_grid};
 use crate::flow::noise::counter_normals;
 
 /// `x_γ` (B, L, V) for B·L `tokens` and one flow time per sequence, with noise from the
@@ -55,6 +55,9 @@ pub fn noisy_input(
         Tensor::from_data(TensorData::new(values, [batch, seq_len, vocab]), device)
     }
 }
+
+/// Threads per workgroup (one workgroup per row of the noisy input).
+const NOISY_INPUT_WORKGROUP: u32 = 64;
 
 kernel_source!(NoisyInputSource, "../../shaders/noisy_input.wgsl");
 
@@ -113,7 +116,7 @@ impl NoisyInputBackend for CubeBackend {
             DType::F32,
         );
         let params = client.create_from_slice(bytemuck::cast_slice(&params));
-        let cube_dim = CubeDim::new_1d(WORKGROUP);
+        let cube_dim = CubeDim::new_1d(NOISY_INPUT_WORKGROUP);
         client.launch(
             Box::new(SourceKernel::new(NoisyInputKernel::new(cube_dim), cube_dim)),
             row_grid(rows),

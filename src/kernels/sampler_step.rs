@@ -12,7 +12,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{DType, Shape, Tensor};
 use derive_new::new;
 
-use super::{COUNTER_RNG, KernelPath, WORKGROUP, row_grid};
+use super::{COUNTER_RNG, KernelPath, row_grid};
 use crate::flow::noise::counter_normals;
 
 /// Largest `k` the kernel keeps per row.
@@ -156,7 +156,19 @@ kernel_source!(SamplerStepSource, "../../shaders/sampler_step.wgsl");
 #[derive(new, Debug)]
 struct SamplerStepKernel {
     cube_dim: CubeDim,
+    /// Noise is compiled in or out: on software Vulkan a branch costs as much as its body
+    /// whether taken or not, and the generator is most of a step's arithmetic.
+    with_noise: bool,
 }
+
+/// Threads per row. Measured on lavapipe (`flm bench kernels`), 32 beat 64 by 10–30% at every
+/// vocabulary size and 128 was slowest: fewer SIMD groups per row to switch between at each
+/// barrier. It must be at least `MAX_TOP_K` (the top-k threshold is a rank among the threads).
+const SAMPLER_WORKGROUP: u32 = 32;
+
+/// Top-k candidates each thread of the kernel keeps (in registers `v0..v5`, then in workgroup
+/// memory).
+const CANDIDATES_PER_THREAD: usize = 6;
 
 impl KernelSource for SamplerStepKernel {
     fn source(&self) -> SourceTemplate {
@@ -165,18 +177,15 @@ impl KernelSource for SamplerStepKernel {
             .register("workgroup_size_x", self.cube_dim.x.to_string())
             .register(
                 "candidates",
-                (self.cube_dim.x as usize * MAX_TOP_K).to_string(),
+                (self.cube_dim.x as usize * CANDIDATES_PER_THREAD).to_string(),
             )
-            .register(
-                "group_candidates",
-                (self.cube_dim.x as usize / 8 * MAX_TOP_K).to_string(),
-            )
+            .register("with_noise", self.with_noise.to_string())
             .register("counter_rng", COUNTER_RNG)
     }
 
     // The id keys the compile cache: it must cover everything that changes the source.
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info(self.cube_dim)
+        KernelId::new::<Self>().info((self.cube_dim, self.with_noise))
     }
 
     fn lang(&self) -> &'static str {
@@ -235,11 +244,12 @@ impl SamplerStepBackend for CubeBackend {
             client.empty((rows * width).max(1) * DType::F32.size()),
             DType::F32,
         );
+        let with_noise = f32::from_bits(params[5]) != 0.0;
         let params = client.create_from_slice(bytemuck::cast_slice(&params));
-        let cube_dim = CubeDim::new_1d(WORKGROUP);
+        let cube_dim = CubeDim::new_1d(SAMPLER_WORKGROUP);
         client.launch(
             Box::new(SourceKernel::new(
-                SamplerStepKernel::new(cube_dim),
+                SamplerStepKernel::new(cube_dim, with_noise),
                 cube_dim,
             )),
             row_grid(rows),

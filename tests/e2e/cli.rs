@@ -392,3 +392,30 @@ fn gui_without_a_display_says_so() {
         stderr(&bad)
     );
 }
+
+/// The kernel benchmark runs on the wgpu device (lavapipe in CI) and reports every size asked
+/// for, with both timings; a zero size is refused.
+#[test]
+fn bench_kernels_reports_the_sizes_asked_for() {
+    let output = flm(&[
+        "bench", "kernels", "--vocab", "3,300", "--runs", "1", "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    for table in ["sampler_step", "noisy_input"] {
+        let rows = report["bench"][table].as_array().expect(table);
+        let vocabs: Vec<u64> = rows.iter().map(|r| r["vocab"].as_u64().unwrap()).collect();
+        assert_eq!(vocabs, [3, 300], "{table}");
+        for row in rows {
+            assert!(row["fused_ms"].as_f64().unwrap() > 0.0, "{row}");
+            assert!(row["reference_ms"].as_f64().unwrap() > 0.0, "{row}");
+        }
+    }
+    let zero = flm(&["bench", "kernels", "--vocab", "0"]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(
+        stderr(&zero).contains("--vocab sizes must be at least 1"),
+        "{}",
+        stderr(&zero)
+    );
+}
