@@ -338,6 +338,26 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
+    /// One FLM training step (loss, backward, AdamW) with the fused noisy-input kernel and with
+    /// the input drawn on the host, alternating step by step, on the wgpu device.
+    Train {
+        /// Vocabulary size V (the input is B×L×V).
+        #[arg(long, default_value_t = 8192)]
+        vocab: usize,
+        /// Model size: micro, tiny, small or base.
+        #[arg(long, default_value = "micro")]
+        preset: ModelPreset,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        seq_len: usize,
+        /// Timed steps of each kind (after 3 warm-up steps each); the median is reported.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Print JSON instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -1025,7 +1045,17 @@ fn step_lists(raw: &[String], checkpoints: usize) -> Result<Vec<Vec<usize>>> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let BenchTarget::Kernels { runs, vocab, json } = args.target;
+    let (runs, vocab, json) = match args.target {
+        BenchTarget::Kernels { runs, vocab, json } => (runs, vocab, json),
+        BenchTarget::Train {
+            vocab,
+            preset,
+            batch,
+            seq_len,
+            steps,
+            json,
+        } => return run_train_bench(vocab, preset, batch, seq_len, steps, json),
+    };
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -1073,6 +1103,49 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         "host ms",
         &bench.noisy_input,
     );
+    Ok(())
+}
+
+fn run_train_bench(
+    vocab: usize,
+    preset: ModelPreset,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+    json: bool,
+) -> Result<()> {
+    if steps == 0 || batch == 0 || seq_len == 0 {
+        bail!("--steps, --batch and --seq-len must be at least 1");
+    }
+    // The fused input exists only on wgpu: this benchmark always runs there.
+    let device = pick_device(DeviceChoice::Gpu)?;
+    let times = flm::train::throughput::time_training_steps(
+        &device.device,
+        preset,
+        vocab,
+        batch,
+        seq_len,
+        steps,
+    )
+    .map_err(|e| anyhow::anyhow!("--vocab {vocab}: {e}"))?;
+    if json {
+        let report = json!({"device": device.description, "bench": times});
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "training step, preset {}, V={}, B={}, L={}, median of {} steps each (alternating), {}",
+        times.preset, times.vocab, times.batch, times.seq_len, times.steps, device.description
+    );
+    println!(
+        "  fused noisy input: {:8.1} ms/step  {:7.0} tokens/s",
+        times.fused_ms, times.fused_tokens_per_sec
+    );
+    println!(
+        "  host noisy input:  {:8.1} ms/step  {:7.0} tokens/s",
+        times.host_ms, times.host_tokens_per_sec
+    );
+    println!("  speed-up: {:.2}x", times.host_ms / times.fused_ms);
     Ok(())
 }
 

@@ -84,7 +84,8 @@ fn paired_medians(
     (median(fused_ms), median(reference_ms))
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
+/// The median of `samples` (the upper one of an even count).
+pub(crate) fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }

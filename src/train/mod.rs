@@ -10,6 +10,7 @@ pub mod optimizer;
 mod params;
 pub mod runs;
 pub mod setup;
+pub mod throughput;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, LoadedModel, RunDir, TrainingState, load_model};

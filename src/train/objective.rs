@@ -115,32 +115,18 @@ impl Objective {
     ) -> BatchLoss {
         let vocab = model.vocab_size();
         match self {
-            Objective::Denoising => {
-                let device = model.embedding.val().device();
-                let batch = tokens.len() / seq_len;
-                let times = BatchTimes::stratified(rng, batch, schedule);
-                let noisy = noisy_input(
+            Objective::Denoising => BatchLoss {
+                loss: denoising_loss(
+                    model,
                     tokens,
-                    &times.gammas,
                     seq_len,
-                    vocab,
-                    rng.next_u64(),
-                    KernelPath::Auto,
+                    rng,
+                    schedule,
                     base_device,
-                );
-                // The input is data, not a parameter: made without autodiff, then attached.
-                let noisy = if device.is_autodiff() {
-                    Tensor::from_inner(noisy)
-                } else {
-                    noisy
-                };
-                let logits = model.forward(noisy, times.tau_tensor(&device), None);
-                let targets = token_tensor(tokens, batch, seq_len, &device);
-                BatchLoss {
-                    loss: cross_entropy(logits, targets),
-                    parts: Vec::new(),
-                }
-            }
+                    KernelPath::Auto,
+                ),
+                parts: Vec::new(),
+            },
             Objective::NextToken => {
                 let device = model.embedding.val().device();
                 let logits = next_token_logits(model, tokens, seq_len);
@@ -205,6 +191,41 @@ impl Objective {
             .collect();
         (total / batches.len().max(1) as f64, mean_parts)
     }
+}
+
+/// The FLM loss (DESIGN §4) on `tokens`: stratified times, the noisy input built through
+/// `path` (the fused kernel or the host; the benchmark compares them), cross-entropy against
+/// the clean tokens.
+pub fn denoising_loss(
+    model: &Dit,
+    tokens: &[u32],
+    seq_len: usize,
+    rng: &mut ChaCha8Rng,
+    schedule: &Schedule,
+    base_device: &Device,
+    path: KernelPath,
+) -> Tensor<1> {
+    let device = model.embedding.val().device();
+    let batch = tokens.len() / seq_len;
+    let times = BatchTimes::stratified(rng, batch, schedule);
+    let noisy = noisy_input(
+        tokens,
+        &times.gammas,
+        seq_len,
+        model.vocab_size(),
+        rng.next_u64(),
+        path,
+        base_device,
+    );
+    // The input is data, not a parameter: made without autodiff, then attached.
+    let noisy = if device.is_autodiff() {
+        Tensor::from_inner(noisy)
+    } else {
+        noisy
+    };
+    let logits = model.forward(noisy, times.tau_tensor(&device), None);
+    let targets = token_tensor(tokens, batch, seq_len, &device);
+    cross_entropy(logits, targets)
 }
 
 /// (B·L) ids → an Int tensor (B, L).

@@ -419,3 +419,44 @@ fn bench_kernels_reports_the_sizes_asked_for() {
         stderr(&zero)
     );
 }
+
+/// The training-step benchmark times both input paths on the wgpu device; bad sizes are
+/// refused before any work.
+#[test]
+fn bench_train_times_both_input_paths() {
+    let args = [
+        "bench",
+        "train",
+        "--vocab",
+        "40",
+        "--preset",
+        "micro",
+        "--batch",
+        "2",
+        "--seq-len",
+        "8",
+        "--steps",
+        "1",
+        "--json",
+    ];
+    let output = flm(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let bench = &report["bench"];
+    assert_eq!(bench["vocab"], 40, "{bench}");
+    for key in [
+        "fused_ms",
+        "host_ms",
+        "fused_tokens_per_sec",
+        "host_tokens_per_sec",
+    ] {
+        assert!(bench[key].as_f64().unwrap() > 0.0, "{key}: {bench}");
+    }
+    let zero = flm(&["bench", "train", "--steps", "0"]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(
+        stderr(&zero).contains("must be at least 1"),
+        "{}",
+        stderr(&zero)
+    );
+}
