@@ -50,7 +50,8 @@ pub enum Command {
     /// Evaluate FLM / FMLM checkpoints at several step counts: gen-PPL under a reference
     /// model, distribution distances to held-out text, diversity, validity, speed.
     Eval(EvalArgs),
-    /// Benchmarks: `flm bench kernels` times the WGSL kernels against their op chains.
+    /// Benchmarks: `flm bench kernels` times the WGSL kernels against their op chains,
+    /// `flm bench train` training steps with and without the fused noisy input.
     Bench(BenchArgs),
     /// Copy a trained model (config.json, tokenizer.json, model.safetensors) into a folder.
     Export(ExportArgs),
