@@ -1046,8 +1046,8 @@ fn step_lists(raw: &[String], checkpoints: usize) -> Result<Vec<Vec<usize>>> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let (runs, vocab, json) = match args.target {
-        BenchTarget::Kernels { runs, vocab, json } => (runs, vocab, json),
+    match args.target {
+        BenchTarget::Kernels { runs, vocab, json } => run_kernel_bench(runs, vocab, json),
         BenchTarget::Train {
             vocab,
             preset,
@@ -1055,8 +1055,11 @@ fn run_bench(args: BenchArgs) -> Result<()> {
             seq_len,
             steps,
             json,
-        } => return run_train_bench(vocab, preset, batch, seq_len, steps, json),
-    };
+        } => run_train_bench(vocab, preset, batch, seq_len, steps, json),
+    }
+}
+
+fn run_kernel_bench(runs: usize, vocab: Vec<usize>, json: bool) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }

@@ -393,15 +393,27 @@ fn gui_without_a_display_says_so() {
     );
 }
 
+/// Runs `flm ARGS` (which must print JSON) and returns the parsed output.
+fn json_output(args: &[&str]) -> serde_json::Value {
+    let output = flm(args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("JSON")
+}
+
+/// Asserts `flm ARGS` fails cleanly (exit 1) with `message` on stderr.
+fn refused_with(args: &[&str], message: &str) {
+    let output = flm(args);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains(message), "{}", stderr(&output));
+}
+
 /// The kernel benchmark runs on the wgpu device (lavapipe in CI) and reports every size asked
 /// for, with both timings; a zero size is refused.
 #[test]
 fn bench_kernels_reports_the_sizes_asked_for() {
-    let output = flm(&[
+    let report = json_output(&[
         "bench", "kernels", "--vocab", "3,300", "--runs", "1", "--json",
     ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
     for table in ["sampler_step", "noisy_input"] {
         let rows = report["bench"][table].as_array().expect(table);
         let vocabs: Vec<u64> = rows.iter().map(|r| r["vocab"].as_u64().unwrap()).collect();
@@ -411,12 +423,9 @@ fn bench_kernels_reports_the_sizes_asked_for() {
             assert!(row["reference_ms"].as_f64().unwrap() > 0.0, "{row}");
         }
     }
-    let zero = flm(&["bench", "kernels", "--vocab", "0"]);
-    assert_eq!(zero.status.code(), Some(1));
-    assert!(
-        stderr(&zero).contains("--vocab sizes must be at least 1"),
-        "{}",
-        stderr(&zero)
+    refused_with(
+        &["bench", "kernels", "--vocab", "0"],
+        "--vocab sizes must be at least 1",
     );
 }
 
@@ -424,7 +433,7 @@ fn bench_kernels_reports_the_sizes_asked_for() {
 /// refused before any work.
 #[test]
 fn bench_train_times_both_input_paths() {
-    let args = [
+    let report = json_output(&[
         "bench",
         "train",
         "--vocab",
@@ -438,10 +447,7 @@ fn bench_train_times_both_input_paths() {
         "--steps",
         "1",
         "--json",
-    ];
-    let output = flm(&args);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    ]);
     let bench = &report["bench"];
     assert_eq!(bench["vocab"], 40, "{bench}");
     for key in [
@@ -452,11 +458,5 @@ fn bench_train_times_both_input_paths() {
     ] {
         assert!(bench[key].as_f64().unwrap() > 0.0, "{key}: {bench}");
     }
-    let zero = flm(&["bench", "train", "--steps", "0"]);
-    assert_eq!(zero.status.code(), Some(1));
-    assert!(
-        stderr(&zero).contains("must be at least 1"),
-        "{}",
-        stderr(&zero)
-    );
+    refused_with(&["bench", "train", "--steps", "0"], "must be at least 1");
 }
