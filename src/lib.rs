@@ -7,6 +7,9 @@
 //! reference model, reports), [`kernels`] (WGSL kernels for the hot paths), [`device`] (backend
 //! choice). Front ends ([`app`], the desktop GUI, and the `flm` CLI) only call into these; none of
 //! the other modules knows a front end exists.
+//!
+//! Comments citing `DESIGN §n` refer to the sections of `docs/DESIGN.md`, the maths the code
+//! implements.
 
 pub mod app;
 pub mod data;

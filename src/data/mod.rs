@@ -163,9 +163,9 @@ pub(crate) mod test_util {
         dir
     }
 
-    /// The small real corpus shipped in `shared/data` beside the crate.
+    /// The small real corpus the tests use (`tests/fixtures/README.md` says where it is from).
     pub fn sonnets_path() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tiny_sonnets.txt")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_sonnets.txt")
     }
 
     #[test]

@@ -23,9 +23,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The small corpus shipped beside the repository for tests.
+/// The small corpus the tests use (`tests/fixtures/README.md` says where it is from).
 pub fn sonnets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tiny_sonnets.txt")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_sonnets.txt")
 }
 
 pub fn cpu() -> ComputeDevice {

@@ -3,13 +3,15 @@
 # 128-token trajectory plays and is scrubbed. Expects a runs folder holding
 #   austen-flm, austen-fmlm (L = 128, trained on austen_train.txt)
 #   repeat-flm, repeat-fmlm (builtin:repeat)
-# e.g. made with `flm train` / `flm distill` (see the README).
+# e.g. made with `flm train` / `flm distill` (see the README), and the Austen training text
+# for the Data and Train screenshots (any large text file works; the README's are Austen's).
 #
-#   bash tests/gui/screenshots.sh RUNS_DIR OUT_DIR
+#   bash tests/gui/screenshots.sh RUNS_DIR OUT_DIR AUSTEN_TRAIN_TXT
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=$(realpath "$1")
 OUT=$(realpath -m "$2")
+CORPUS=$(realpath "${3:?the third argument is the text file for the Data and Train views}")
 mkdir -p "$OUT"
 need_packages
 DISPLAY_NUMBER=96
@@ -59,7 +61,7 @@ shot "$OUT/checkpoints.png"
 # --- Data: the Austen corpus.
 tab_data
 click 294 92 0
-choose_file "$(realpath "$ROOT/../shared/data/austen_train.txt")"
+choose_file "$CORPUS"
 sleep 25
 xdotool mousemove 1200 700; sleep 0.5               # no tooltip over the source
 shot "$OUT/data-austen.png"

@@ -12,7 +12,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OUT=$(realpath -m "${1:-$(mktemp -d /tmp/flm-gui-smoke.XXXX)}")
-TEXT=$(realpath "${2:-$ROOT/../shared/data/tiny_sonnets.txt}")
+TEXT=$(realpath "${2:-$ROOT/tests/fixtures/tiny_sonnets.txt}")
 RUNS=$OUT/runs
 mkdir -p "$OUT"
 need_packages
