@@ -53,10 +53,42 @@ impl fmt::Display for ComputeDevice {
     }
 }
 
-/// Burn's CPU backend (ndarray). The one place that names it, so a backend switch is one edit.
-#[allow(deprecated)] // `Device::ndarray` is deprecated in favour of `flex`, which we have not measured.
+/// Burn's CPU backends; `flm bench` compares them (`FLM_CPU_BACKEND=flex|ndarray`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuBackend {
+    Flex,
+    NdArray,
+}
+
+impl CpuBackend {
+    /// The backend `cpu_device` uses: `FLM_CPU_BACKEND` when set, else the faster one.
+    pub fn current() -> Self {
+        match std::env::var("FLM_CPU_BACKEND").as_deref() {
+            Ok("ndarray") => CpuBackend::NdArray,
+            Ok("flex") => CpuBackend::Flex,
+            _ => CpuBackend::Flex,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuBackend::Flex => "flex",
+            CpuBackend::NdArray => "ndarray",
+        }
+    }
+
+    #[allow(deprecated)] // `Device::ndarray` is deprecated in favour of `flex`; kept to compare.
+    pub fn device(self) -> Device {
+        match self {
+            CpuBackend::Flex => Device::flex(),
+            CpuBackend::NdArray => Device::ndarray(),
+        }
+    }
+}
+
+/// Burn's CPU device (see [`CpuBackend::current`]). The one place that picks it.
 pub fn cpu_device() -> Device {
-    Device::ndarray()
+    CpuBackend::current().device()
 }
 
 /// Facts about the best wgpu adapter on this machine.
