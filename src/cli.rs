@@ -13,8 +13,11 @@ use serde_json::json;
 use flm::data::{BuiltinTask, TokenizerKind};
 use flm::device::{self, ComputeDevice, DeviceChoice};
 use flm::eval::metrics::{fraction, unigram_entropy};
-use flm::flow::flow_map::GroupFractions;
-use flm::flow::{SamplerKind, SamplerSettings, Schedule, euler_sample, sample};
+use flm::flow::Decoding;
+use flm::flow::distill::{BoundaryTarget, DistillSettings, SecondTimeInit};
+use flm::flow::flow_map::Midpoint;
+use flm::flow::{SamplerSettings, Schedule, euler_sample};
+use flm::generate::{GenerateRequest, Generator};
 use flm::model::ModelPreset;
 use flm::train::setup::{DEFAULT_VOCAB, PreparedRun};
 use flm::train::{
@@ -121,9 +124,38 @@ pub struct DistillArgs {
     /// Run directory for the flow-map model.
     #[arg(long)]
     pub out: PathBuf,
-    /// Share of each batch trained on the diagonal s = t toward the teacher [default: 0.5]
+    /// Start from this recipe; the flags below override its parts. `paper` is the paper's
+    /// semigroup method as published (docs/DESIGN.md §6, §6a).
+    #[arg(long, value_enum, default_value = "recommended")]
+    pub recipe: Recipe,
+    /// Share of each batch trained on the diagonal s = t toward the teacher.
     #[arg(long)]
     pub diag_frac: Option<f64>,
+    /// Expected share of each batch on the one-step jump (s = 0, t = 1).
+    #[arg(long)]
+    pub boundary_frac: Option<f64>,
+    /// Target of the one-step jump: the teacher's K-step Euler endpoint from the same noise,
+    /// or the student's own two half-jumps (semigroup).
+    #[arg(long, value_enum)]
+    pub boundary_target: Option<BoundaryTarget>,
+    /// Euler steps K of the teacher's endpoint.
+    #[arg(long)]
+    pub teacher_steps: Option<usize>,
+    /// How many times each teacher endpoint is used, on average (1 computes every one fresh;
+    /// more saves teacher calls by reusing recent endpoints).
+    #[arg(long)]
+    pub endpoint_reuse: Option<usize>,
+    /// Time warp p: times are drawn as w and used as τ = w^p (1 is the paper's; larger puts
+    /// more pairs at small τ).
+    #[arg(long)]
+    pub time_warp: Option<f64>,
+    /// Midpoint u of an off-diagonal pair: halfway (middle) or uniform in (s, t) (random).
+    #[arg(long, value_enum)]
+    pub midpoint: Option<Midpoint>,
+    /// Hidden layer of the second time embedder: fresh (random) or a copy of the teacher's
+    /// first embedder (teacher).
+    #[arg(long, value_enum)]
+    pub second_time_init: Option<SecondTimeInit>,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -148,6 +180,10 @@ pub struct RunArgs {
     /// Warm-up steps [default: 100]
     #[arg(long)]
     pub warmup: Option<u64>,
+    /// Share of the run (by --steps or --minutes), at its end, over which the learning rate
+    /// falls linearly to zero [default: 0, constant]
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
     /// Upper bound of the EMA decay of the weights used for sampling [default: 0.999]
     #[arg(long)]
     pub ema: Option<f64>,
@@ -177,6 +213,7 @@ impl RunArgs {
             ("--batch", self.batch.is_some()),
             ("--lr", self.lr.is_some()),
             ("--warmup", self.warmup.is_some()),
+            ("--lr-decay", self.lr_decay.is_some()),
             ("--ema", self.ema.is_some()),
             ("--seed", self.seed.is_some()),
             ("--eval-every", self.eval_every.is_some()),
@@ -192,6 +229,7 @@ impl RunArgs {
             batch_size: self.batch.unwrap_or(defaults.batch_size),
             learning_rate: self.lr.unwrap_or(defaults.learning_rate),
             warmup_steps: self.warmup.unwrap_or(defaults.warmup_steps),
+            lr_decay: self.lr_decay.unwrap_or(defaults.lr_decay),
             ema_decay: self.ema.unwrap_or(defaults.ema_decay),
             seed: self.seed.unwrap_or(defaults.seed),
             eval_every: self.eval_every.unwrap_or(defaults.eval_every),
@@ -277,7 +315,34 @@ pub struct SampleArgs {
     #[arg(long)]
     pub eta: Option<f64>,
     #[command(flatten)]
+    pub decoding: DecodingArgs,
+    #[command(flatten)]
     pub device: DeviceArg,
+}
+
+/// How the last step's distribution becomes tokens (both samplers).
+#[derive(Args, Debug)]
+pub struct DecodingArgs {
+    /// Draw each token from the final distribution at this temperature instead of taking
+    /// the most likely one (argmax, the default).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// With drawing: keep only the most likely tokens whose probabilities add up to this
+    /// (nucleus sampling) [default: 1, all]
+    #[arg(long)]
+    pub top_p: Option<f64>,
+}
+
+impl DecodingArgs {
+    fn decoding(&self) -> Decoding {
+        match (self.temperature, self.top_p) {
+            (None, None) => Decoding::Argmax,
+            (temperature, top_p) => Decoding::Draw {
+                temperature: temperature.unwrap_or(1.0),
+                top_p: top_p.unwrap_or(1.0),
+            },
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +363,8 @@ pub struct EvalArgs {
     /// Stochasticity η of flow-map sampling.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     /// Samples per checkpoint and step count.
     #[arg(long, default_value_t = 256)]
     pub n: usize,
@@ -410,10 +477,6 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Sequences sampled together; larger requests are split into batches (noise streams 0, 1, …
-/// of the same seed).
-const SAMPLE_BATCH: usize = 64;
-
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Train(args)) => run_train(args, false),
@@ -480,7 +543,7 @@ fn run_train(args: TrainArgs, autoregressive: bool) -> Result<()> {
         tokenizer_from: args.tokenizer_from.clone(),
         kind: match (autoregressive, args.flow_map) {
             (true, _) => NewModelKind::Autoregressive,
-            (false, true) => NewModelKind::SelfDistilledFlowMap(GroupFractions::with_diagonal(
+            (false, true) => NewModelKind::SelfDistilledFlowMap(DistillSettings::paper(
                 args.diag_frac.unwrap_or(DEFAULT_DIAG_FRAC),
             )),
             (false, false) => NewModelKind::Flm,
@@ -495,17 +558,71 @@ fn run_train(args: TrainArgs, autoregressive: bool) -> Result<()> {
 /// DESIGN §6's default share of diagonal examples.
 const DEFAULT_DIAG_FRAC: f64 = 0.5;
 
+/// The starting point of `flm distill`'s settings.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipe {
+    /// What measured best here (docs/distillation.md).
+    Recommended,
+    /// The paper's semigroup method as published.
+    Paper,
+}
+
+impl DistillArgs {
+    /// The recipe with the flags given over it.
+    fn settings(&self) -> DistillSettings {
+        let mut settings = match self.recipe {
+            Recipe::Recommended => DistillSettings::recommended(),
+            Recipe::Paper => DistillSettings::paper(DEFAULT_DIAG_FRAC),
+        };
+        if let Some(diagonal) = self.diag_frac {
+            let boundary_share =
+                settings.fractions.boundary / (1.0 - settings.fractions.diagonal).max(1e-9);
+            settings.fractions.diagonal = diagonal;
+            settings.fractions.boundary = boundary_share * (1.0 - diagonal);
+        }
+        if let Some(boundary) = self.boundary_frac {
+            settings.fractions.boundary = boundary;
+        }
+        if let Some(target) = self.boundary_target {
+            settings.boundary_target = target;
+        }
+        if let Some(steps) = self.teacher_steps {
+            settings.teacher_steps = steps;
+        }
+        if let Some(reuse) = self.endpoint_reuse {
+            settings.endpoint_reuse = reuse;
+        }
+        if let Some(warp) = self.time_warp {
+            settings.times.warp = warp;
+        }
+        if let Some(midpoint) = self.midpoint {
+            settings.times.midpoint = midpoint;
+        }
+        if let Some(init) = self.second_time_init {
+            settings.second_time_init = init;
+        }
+        settings
+    }
+}
+
 fn run_distill(args: DistillArgs) -> Result<()> {
     let shaping = set_flags(&[
         ("--teacher", args.teacher.is_some()),
         ("--diag-frac", args.diag_frac.is_some()),
+        ("--boundary-frac", args.boundary_frac.is_some()),
+        ("--boundary-target", args.boundary_target.is_some()),
+        ("--teacher-steps", args.teacher_steps.is_some()),
+        ("--endpoint-reuse", args.endpoint_reuse.is_some()),
+        ("--time-warp", args.time_warp.is_some()),
+        ("--midpoint", args.midpoint.is_some()),
+        ("--second-time-init", args.second_time_init.is_some()),
     ]);
     args.run.check(shaping)?;
     let request = DistillRequest {
         teacher: args.teacher.clone().unwrap_or_default(),
         out: args.out.clone(),
         train: args.run.train_config(TrainConfig::flow_map_defaults()),
-        fractions: GroupFractions::with_diagonal(args.diag_frac.unwrap_or(DEFAULT_DIAG_FRAC)),
+        settings: args.settings(),
         steps: args.run.steps,
         minutes: args.run.minutes,
         resume: args.run.resume,
@@ -668,8 +785,24 @@ impl ProgressView {
                 }
                 self.bar.set_message(message);
             }
-            TrainEvent::Validation { step, loss } => {
-                self.line(format!("step {step}: validation loss {loss:.4}"));
+            TrainEvent::Validation {
+                step,
+                loss,
+                metrics,
+            } => {
+                let probe: Vec<String> = metrics
+                    .iter()
+                    .filter(|(name, _)| {
+                        name.starts_with("one_step") || name.starts_with("two_step")
+                    })
+                    .map(|(name, value)| format!("{name} {value:.3}"))
+                    .collect();
+                let probe = if probe.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", probe.join(", "))
+                };
+                self.line(format!("step {step}: validation loss {loss:.4}{probe}"));
             }
             TrainEvent::Samples {
                 step,
@@ -716,125 +849,85 @@ fn one_line(text: &str, max_chars: usize) -> String {
 }
 
 fn run_sample(args: SampleArgs) -> Result<()> {
-    if args.steps == 0 {
-        bail!("--steps must be at least 1");
-    }
-    if args.n == 0 {
-        bail!("--n must be at least 1");
-    }
     if args.trajectory.is_some() && args.top_k == 0 {
         bail!("--trajectory needs --top-k of at least 1");
     }
-    if args.top_k > flm::kernels::sampler_step::MAX_TOP_K {
-        bail!(
-            "--top-k is at most {} (the candidates the sampler kernel keeps per position)",
-            flm::kernels::sampler_step::MAX_TOP_K
-        );
+    if args.top_k > flm::generate::MAX_TRAJECTORY_TOP_K {
+        return Err(flm::generate::GenerateError::TopK(args.top_k).into());
     }
-    if args.eta.is_some_and(|eta| !(0.0..=1.0).contains(&eta)) {
-        bail!("--eta must be in [0, 1]");
-    }
+    let request = GenerateRequest {
+        steps: args.steps,
+        eta: args.eta,
+        seed: args.seed,
+        samples: args.n,
+        batch: flm::generate::BATCH,
+        trajectory_top_k: if args.trajectory.is_some() {
+            args.top_k
+        } else {
+            0
+        },
+        decoding: args.decoding.decoding(),
+    };
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
-    let sampler = match (loaded.config.kind, args.eta) {
-        (ModelKind::Autoregressive, _) => bail!(
-            "`{}` is an autoregressive reference model: it scores samples in `flm eval` and \
-             is not sampled by `flm sample`",
-            args.ckpt.display()
-        ),
-        (ModelKind::FlowMap, eta) => SamplerKind::FlowMap {
-            eta: eta.unwrap_or(0.0),
-        },
-        (ModelKind::Flm, None) => SamplerKind::Euler,
-        (ModelKind::Flm, Some(_)) => bail!(
-            "--eta applies to flow-map models; `{}` is an FLM, sampled with Euler steps\n  \
-             hint: distill it first with `flm distill --teacher {}`",
-            args.ckpt.display(),
-            args.ckpt.display()
-        ),
+    // Checked before sampling, so a bad flag fails at once rather than after loading data.
+    request
+        .sampler(loaded.config.kind)
+        .with_context(|| format!("cannot sample `{}`", args.ckpt.display()))?;
+    let generator = Generator {
+        model: &loaded.model,
+        kind: loaded.config.kind,
+        tokenizer: &loaded.tokenizer,
+        task: BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok),
+        seq_len: loaded.config.model.seq_len,
     };
-    let schedule = Schedule::new(loaded.config.model.vocab_size)?;
-    let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
-    let mut batch_secs = Vec::new();
+    let generation = generator.generate_all(&request, &device.device)?;
+    let sampler = generation.sampler;
     let mut stdout = std::io::stdout().lock();
-    let mut trajectory: Option<flm::flow::Trajectory> = None;
-    let mut all_tokens = Vec::new();
-    let mut valid = Vec::new();
-    let batches = args.n.div_ceil(SAMPLE_BATCH);
-    for batch_index in 0..batches {
-        let batch = SAMPLE_BATCH.min(args.n - batch_index * SAMPLE_BATCH);
-        let seed = args.seed;
-        let settings = SamplerSettings {
-            steps: args.steps,
-            seed,
-            stream: batch_index as u64,
-            batch,
-            seq_len: loaded.config.model.seq_len,
-            top_k: if args.trajectory.is_some() {
-                args.top_k
-            } else {
-                0
-            },
-        };
-        let started = Instant::now();
-        let output = sample(&loaded.model, sampler, &schedule, &settings, &device.device);
-        batch_secs.push((batch, started.elapsed().as_secs_f64()));
-        for tokens in &output.tokens {
-            let text = loaded.tokenizer.decode(tokens);
-            let validity = task.map(|task| task.is_valid(&loaded.tokenizer, tokens));
+    for (index, (text, tokens)) in generation.texts.iter().zip(&generation.tokens).enumerate() {
+        let validity = generation.valid[index];
+        if args.json {
+            let mut record = json!({"text": text, "tokens": tokens, "steps": args.steps,
+                "seed": args.seed, "index": index, "sampler": sampler.name(),
+                "eta": sampler.eta()});
             if let Some(v) = validity {
-                valid.push(v);
+                record["valid"] = json!(v);
             }
-            if args.json {
-                let mut record = json!({"text": text, "tokens": tokens, "steps": args.steps,
-                    "seed": seed, "index": all_tokens.len(), "sampler": sampler.name(),
-                    "eta": sampler.eta()});
-                if let Some(v) = validity {
-                    record["valid"] = json!(v);
-                }
-                writeln!(stdout, "{record}")?;
-            } else {
-                let mark = validity.map_or("", |v| if v { " [valid]" } else { " [invalid]" });
-                writeln!(
-                    stdout,
-                    "--- sample {} (seed {seed}){mark}\n{text}",
-                    all_tokens.len()
-                )?;
-            }
-            all_tokens.push(tokens.clone());
-        }
-        match (&mut trajectory, output.trajectory) {
-            (Some(all), Some(more)) => all.samples.extend(more.samples),
-            (all, more) => *all = all.take().or(more),
+            writeln!(stdout, "{record}")?;
+        } else {
+            let mark = validity.map_or("", |v| if v { " [valid]" } else { " [invalid]" });
+            writeln!(
+                stdout,
+                "--- sample {index} (seed {}){mark}\n{text}",
+                args.seed
+            )?;
         }
     }
-    if !valid.is_empty() {
+    if let Some(share) = generation.valid_fraction() {
+        let valid = generation.valid.iter().flatten().filter(|&&v| v).count();
         eprintln!(
-            "valid: {}/{} ({:.1}%) at {} steps",
-            valid.iter().filter(|&&v| v).count(),
-            valid.len(),
-            fraction(&valid, |&v| v) * 100.0,
+            "valid: {valid}/{} ({:.1}%) at {} steps",
+            generation.tokens.len(),
+            share * 100.0,
             args.steps
         );
     }
     eprintln!(
         "unigram entropy of samples: {:.3} nats",
-        unigram_entropy(&all_tokens) + 0.0 // one repeated token: -0 would print as "-0.000"
+        unigram_entropy(&generation.tokens) + 0.0 // one repeated token: -0 would print as "-0.000"
     );
-    let (sequences, secs) = batch_secs
-        .iter()
-        .fold((0, 0.0), |(n, t), (batch, secs)| (n + batch, t + secs));
+    let (first_batch, first_secs) = generation.batches[0];
+    let secs = generation.seconds();
     eprintln!(
-        "{} sampler, {} steps, η = {}: {sequences} sequences in {secs:.3} s ({:.1} ms per sequence, first batch of {} took {:.3} s)",
+        "{} sampler, {} steps, η = {}: {} sequences in {secs:.3} s ({:.1} ms per sequence, first batch of {first_batch} took {first_secs:.3} s)",
         sampler.name(),
         args.steps,
         sampler.eta(),
-        secs * 1000.0 / sequences.max(1) as f64,
-        batch_secs[0].0,
-        batch_secs[0].1
+        generation.tokens.len(),
+        secs * 1000.0 / generation.tokens.len().max(1) as f64,
     );
-    if let (Some(path), Some(trajectory)) = (&args.trajectory, trajectory) {
-        let text = serde_json::to_string(&trajectory)?;
+    if let (Some(path), Some(trajectory)) = (&args.trajectory, &generation.trajectory) {
+        let text = serde_json::to_string(trajectory)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("trajectory written to {}", path.display());
     }
@@ -924,7 +1017,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
                 .collect()
         }
         (None, Some(task)) => {
-            let mut rng = flm::flow::noise::stream_rng(args.seed, u64::MAX - 7);
+            let mut rng = flm::rng::stream_rng(args.seed, u64::MAX - 7);
             task.batch(tokenizer, &mut rng, args.n, seq_len)
                 .chunks(seq_len)
                 .map(<[u32]>::to_vec)
@@ -946,27 +1039,26 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 
     let mut evaluations = Vec::new();
     for ((dir, loaded), steps) in args.ckpt.iter().zip(&models).zip(steps_per_model) {
-        let sampler = match loaded.config.kind {
-            ModelKind::FlowMap => SamplerKind::FlowMap { eta: args.eta },
-            _ => SamplerKind::Euler,
-        };
         let settings = EvalSettings {
-            sampler,
+            eta: (loaded.config.kind == ModelKind::FlowMap).then_some(args.eta),
             steps,
             samples: args.n,
             batch: args.batch,
             seed: args.seed,
+            decoding: args.decoding.decoding(),
+        };
+        let generator = Generator {
+            model: &loaded.model,
+            kind: loaded.config.kind,
+            tokenizer: &loaded.tokenizer,
+            task,
+            seq_len,
         };
         let name = dir.display().to_string();
         let denoiser_ce =
             denoiser_cross_entropy(&loaded.model, &held_out, seq_len, args.seed, &device.device);
-        let results = evaluate_samplers(
-            &loaded.model,
-            &settings,
-            seq_len,
-            yardstick,
-            &device.device,
-            &mut |r| {
+        let results =
+            evaluate_samplers(&generator, &settings, yardstick, &device.device, &mut |r| {
                 eprintln!(
                     "{name}: {} {} steps: gen-PPL {} JS-2 {:.4} entropy {:.3}{} ({:.2} s/batch)",
                     r.sampler,
@@ -981,8 +1073,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
                         .map_or_else(String::new, |v| format!(" valid {:.1}%", v * 100.0)),
                     r.secs_per_batch
                 )
-            },
-        );
+            })?;
         evaluations.push(ModelEvaluation {
             model: name,
             kind: match loaded.config.kind {
@@ -1167,9 +1258,22 @@ fn run_info(args: InfoArgs) -> Result<()> {
     println!("checkpoint: {}", args.ckpt.display());
     match (&config.kind, &config.distill) {
         (ModelKind::FlowMap, Some(distill)) => {
+            let settings = &distill.settings;
             println!(
-                "kind: flow map (FMLM), diagonal share {}, boundary share {:.4}",
-                distill.fractions.diagonal, distill.fractions.boundary
+                "kind: flow map (FMLM), diagonal share {}, boundary share {:.4} ({} targets{}), \
+                 time warp {}, {:?} midpoint",
+                settings.fractions.diagonal,
+                settings.fractions.boundary,
+                match settings.boundary_target {
+                    BoundaryTarget::Teacher => "teacher-endpoint",
+                    BoundaryTarget::Semigroup => "semigroup",
+                },
+                match settings.boundary_target {
+                    BoundaryTarget::Teacher => format!(", K = {}", settings.teacher_steps),
+                    BoundaryTarget::Semigroup => String::new(),
+                },
+                settings.times.warp,
+                settings.times.midpoint,
             );
             match &distill.teacher {
                 Some(teacher) => println!(
@@ -1292,6 +1396,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
             batch: 32,
             seq_len: loaded.config.model.seq_len,
             top_k: 1,
+            decoding: Default::default(),
         };
         let output = euler_sample(&loaded.model, &schedule, &settings, &device.device);
         let valid = fraction(&output.tokens, |t| task.is_valid(&loaded.tokenizer, t));

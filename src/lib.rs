@@ -16,6 +16,8 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod flow;
+pub mod generate;
 pub mod kernels;
 pub mod model;
+pub mod rng;
 pub mod train;

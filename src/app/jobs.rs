@@ -8,15 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use eframe::egui;
 
 use super::dialogs::{Dialogs, PickPurpose};
 use crate::data::{BuiltinTask, DataPreview, TokenizerKind, preview_data};
 use crate::device::ComputeDevice;
-use crate::flow::{SamplerKind, SamplerSettings, Schedule, Trajectory, sample_observed};
-use crate::kernels::KernelPath;
+use crate::flow::{Decoding, Schedule, Trajectory};
+use crate::generate::{GenerateRequest, Generator};
 use crate::train::{
     DistillRequest, ModelKind, RunControl, TrainEvent, TrainRequest, TrainSummary, export_model,
     load_model, prepare_distill, prepare_run, train,
@@ -247,6 +246,8 @@ pub struct SampleRequest {
     pub samples: usize,
     /// A second model sampled from the same noise, with its own step count.
     pub compare: Option<(PathBuf, usize)>,
+    /// How the final distributions become tokens.
+    pub decoding: Decoding,
 }
 
 /// Candidates per position kept in the trajectory: what the bars and tooltips show.
@@ -327,60 +328,46 @@ fn sample_model(
     device: &ComputeDevice,
     progress: &SamplingProgress,
 ) -> Result<Option<SampledModel>, String> {
-    if !(1..=1024).contains(&steps) {
-        return Err(format!("steps must be in 1…1024, got {steps}"));
-    }
     let loaded = load_model(dir, &device.device).map_err(|e| e.to_string())?;
-    let kind = match loaded.config.kind {
-        ModelKind::Flm => SamplerKind::Euler,
-        ModelKind::FlowMap => SamplerKind::FlowMap {
-            eta: request.eta.clamp(0.0, 1.0),
-        },
-        ModelKind::Autoregressive => {
-            return Err(format!(
-                "{} is an autoregressive reference model (used by `flm eval`); pick an FLM or FMLM",
-                dir.display()
-            ));
-        }
-    };
-    let schedule = Schedule::new(loaded.config.model.vocab_size).map_err(|e| e.to_string())?;
-    let settings = SamplerSettings {
+    let kind = loaded.config.kind;
+    let generate = GenerateRequest {
         steps,
+        eta: (kind == ModelKind::FlowMap).then_some(request.eta),
         seed: request.seed,
-        stream: 0,
-        batch: request.samples.max(1),
-        seq_len: loaded.config.model.seq_len,
-        top_k: TRAJECTORY_TOP_K.min(loaded.config.model.vocab_size),
+        samples: request.samples,
+        batch: crate::generate::BATCH,
+        trajectory_top_k: TRAJECTORY_TOP_K.min(loaded.config.model.vocab_size),
+        decoding: request.decoding,
     };
-    let started = Instant::now();
-    let watched = sample_observed(
-        &loaded.model,
+    let tokenizer = &loaded.tokenizer;
+    let generator = Generator {
+        model: &loaded.model,
         kind,
-        &schedule,
-        &settings,
-        KernelPath::Auto,
-        &device.device,
-        &mut |_| {
+        tokenizer,
+        task: BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok),
+        seq_len: loaded.config.model.seq_len,
+    };
+    let generated = generator
+        .generate(&generate, &device.device, &mut |_| {
             progress.done.fetch_add(1, Ordering::Relaxed);
             if progress.cancel.load(Ordering::Relaxed) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
-        },
-    );
-    let Some(output) = watched else {
+        })
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let Some(generation) = generated else {
         return Ok(None);
     };
-    let seconds = started.elapsed().as_secs_f64();
-    let trajectory = output
+    let seconds = generation.seconds();
+    let trajectory = generation
         .trajectory
         .ok_or("the sampler recorded no trajectory")?;
-    let tokenizer = &loaded.tokenizer;
-    let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
     let vocab = (0..tokenizer.vocab_size() as u32)
         .map(|id| tokenizer.token_text(id))
         .collect();
+    let schedule = Schedule::new(loaded.config.model.vocab_size).map_err(|e| e.to_string())?;
     let schedule_curve = (0..=200)
         .map(|i| {
             let tau = i as f64 / 200.0;
@@ -389,13 +376,9 @@ fn sample_model(
         .collect();
     Ok(Some(SampledModel {
         dir: dir.to_path_buf(),
-        kind: loaded.config.kind,
-        texts: output.tokens.iter().map(|t| tokenizer.decode(t)).collect(),
-        valid: output
-            .tokens
-            .iter()
-            .map(|t| task.map(|task| task.is_valid(tokenizer, t)))
-            .collect(),
+        kind,
+        texts: generation.texts,
+        valid: generation.valid,
         trajectory,
         vocab: Arc::new(vocab),
         seconds,

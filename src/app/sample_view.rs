@@ -120,6 +120,7 @@ impl SampleState {
                 (Some(dir), true) => Some((dir.clone(), self.compare_steps)),
                 _ => None,
             },
+            decoding: Default::default(),
         })
     }
 }

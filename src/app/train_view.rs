@@ -10,7 +10,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 use super::jobs::{TrainingSlot, TrainingStart};
 use super::style;
 use super::{FlmApp, run_name};
-use crate::flow::flow_map::GroupFractions;
+use crate::flow::distill::DistillSettings;
 use crate::model::ModelPreset;
 use crate::train::{
     DistillRequest, NewModelKind, RunControl, StopReason, TrainConfig, TrainEvent, TrainRequest,
@@ -54,7 +54,8 @@ pub struct DistillForm {
     /// The FLM run to distill; the run trained in this session by default.
     pub teacher: Option<PathBuf>,
     pub duration: TrainDuration,
-    pub diagonal_fraction: f64,
+    /// The objective's settings: the recommended recipe, with what the form changes.
+    pub settings: DistillSettings,
 }
 
 impl Default for DistillForm {
@@ -62,7 +63,7 @@ impl Default for DistillForm {
         Self {
             teacher: None,
             duration: TrainDuration::Minutes(5.0),
-            diagonal_fraction: 0.5,
+            settings: DistillSettings::recommended(),
         }
     }
 }
@@ -134,7 +135,9 @@ impl TrainingSession {
                 self.elapsed_secs = elapsed_secs;
                 self.eta_secs = eta_secs;
             }
-            TrainEvent::Validation { step, loss } => self.valid_losses.push([step as f64, loss]),
+            TrainEvent::Validation { step, loss, .. } => {
+                self.valid_losses.push([step as f64, loss])
+            }
             TrainEvent::Samples {
                 step,
                 sampler,
@@ -398,7 +401,7 @@ impl FlmApp {
                 super::labelled(
                     ui,
                     "Diagonal share",
-                    egui::Slider::new(&mut form.diagonal_fraction, 0.0..=1.0),
+                    egui::Slider::new(&mut form.settings.fractions.diagonal, 0.0..=1.0),
                 )
                 .on_hover_text("Share of examples that train the flow map's denoiser (s = t)");
                 ui.end_row();
@@ -466,7 +469,12 @@ impl FlmApp {
             ),
             teacher,
             train: app_train_config(TrainConfig::flow_map_defaults()),
-            fractions: GroupFractions::with_diagonal(form.diagonal_fraction),
+            settings: {
+                let mut settings = form.settings.clone();
+                let fractions = &mut settings.fractions;
+                fractions.boundary = fractions.boundary.min(1.0 - fractions.diagonal);
+                settings
+            },
             steps: steps_of(form.duration),
             minutes: minutes_of(form.duration),
             resume: false,
@@ -714,6 +722,7 @@ mod tests {
         session.apply(TrainEvent::Validation {
             step: 10,
             loss: 2.7,
+            metrics: Vec::new(),
         });
         assert_eq!(session.losses, vec![[10.0, 2.5]]);
         assert_eq!(session.valid_losses, vec![[10.0, 2.7]]);

@@ -7,7 +7,7 @@ use super::DataError;
 use super::corpus::{CorpusStats, load_text};
 use super::tasks::BuiltinTask;
 use super::tokenizer::{TextTokenizer, TokenizerKind};
-use crate::flow::noise::stream_rng;
+use crate::rng::stream_rng;
 
 /// The tokenizer a run on this data would train, and what it makes of the text.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use rand::Rng;
 use super::dataset::TextDataset;
 use super::tasks::BuiltinTask;
 use super::tokenizer::TextTokenizer;
-use crate::flow::noise::stream_rng;
+use crate::rng::stream_rng;
 
 /// Training and validation data for one run.
 pub enum DataSource {

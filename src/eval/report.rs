@@ -4,8 +4,6 @@
 //! validation cross-entropy at fixed times. Gen-PPL alone rewards dull, repetitive text; the
 //! distribution metrics next to it are what catch that.
 
-use std::time::Instant;
-
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
@@ -15,11 +13,12 @@ use super::reference::perplexity;
 use crate::data::BuiltinTask;
 use crate::data::TextTokenizer;
 use crate::flow::loss::cross_entropy;
-use crate::flow::noise::stream_rng;
-use crate::flow::{SamplerKind, SamplerSettings, Schedule, sample};
+use crate::flow::{Decoding, Schedule};
+use crate::generate::{GenerateError, GenerateRequest, Generator};
 use crate::kernels::KernelPath;
 use crate::kernels::noisy_input::noisy_input;
 use crate::model::Dit;
+use crate::rng::stream_rng;
 use crate::train::objective::token_tensor;
 use rand::RngCore;
 
@@ -131,69 +130,54 @@ pub struct EvalReport {
     pub models: Vec<ModelEvaluation>,
 }
 
-/// What to evaluate.
+/// What to evaluate: one request per step count, the rest shared.
 pub struct EvalSettings {
-    pub sampler: SamplerKind,
+    /// η of flow-map steps (`None` for an FLM).
+    pub eta: Option<f64>,
     pub steps: Vec<usize>,
     pub samples: usize,
     pub batch: usize,
     pub seed: u64,
+    pub decoding: Decoding,
 }
 
-/// Samples `model` with `settings.sampler` at every step count and measures each set.
+/// Samples the generator's model at every step count and measures each set.
 /// `progress` hears one line per finished setting.
 pub fn evaluate_samplers(
-    model: &Dit,
+    generator: &Generator<'_>,
     settings: &EvalSettings,
-    seq_len: usize,
     yardstick: Yardstick<'_>,
     device: &Device,
     progress: &mut dyn FnMut(&SamplerResult),
-) -> Vec<SamplerResult> {
-    let schedule = Schedule::new(model.vocab_size()).expect("a model has V ≥ 2");
+) -> Result<Vec<SamplerResult>, GenerateError> {
     let mut results = Vec::new();
     for &steps in &settings.steps {
-        let mut samples = Vec::with_capacity(settings.samples);
-        let mut batch_secs = Vec::new();
-        let batches = settings.samples.div_ceil(settings.batch.max(1));
-        for index in 0..batches {
-            let batch = settings
-                .batch
-                .min(settings.samples - index * settings.batch);
-            let sampler_settings = SamplerSettings {
-                steps,
-                seed: settings.seed,
-                stream: index as u64,
-                batch,
-                seq_len,
-                top_k: 0,
-            };
-            let started = Instant::now();
-            let output = sample(
-                model,
-                settings.sampler,
-                &schedule,
-                &sampler_settings,
-                device,
-            );
-            batch_secs.push(started.elapsed().as_secs_f64());
-            samples.extend(output.tokens);
-        }
-        let total_secs: f64 = batch_secs.iter().sum();
+        let request = GenerateRequest {
+            steps,
+            eta: settings.eta,
+            seed: settings.seed,
+            samples: settings.samples,
+            batch: settings.batch,
+            trajectory_top_k: 0,
+            decoding: settings.decoding,
+        };
+        let generation = generator.generate_all(&request, device)?;
+        let mut batch_secs: Vec<f64> = generation.batches.iter().map(|&(_, s)| s).collect();
         batch_secs.sort_by(f64::total_cmp);
         let result = SamplerResult {
-            sampler: settings.sampler.name().to_string(),
+            sampler: generation.sampler.name().to_string(),
             steps,
-            eta: settings.sampler.eta(),
-            metrics: SampleMetrics::compute(&samples, yardstick),
+            eta: generation.sampler.eta(),
+            metrics: SampleMetrics::compute(&generation.tokens, yardstick),
             secs_per_batch: batch_secs[batch_secs.len() / 2],
             batch: settings.batch.min(settings.samples),
-            tokens_per_sec: (samples.len() * seq_len) as f64 / total_secs.max(1e-9),
+            tokens_per_sec: (generation.tokens.len() * generator.seq_len) as f64
+                / generation.seconds().max(1e-9),
         };
         progress(&result);
         results.push(result);
     }
-    results
+    Ok(results)
 }
 
 /// Mean denoising cross-entropy at each of `CE_TAUS` on held-out sequences, with fixed noise.

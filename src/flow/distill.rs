@@ -9,24 +9,152 @@
 //! `KL(target ‖ student)`: the gradient is the same, and the number reads 0 when the student
 //! is a perfect flow map of its teacher, which makes curves comparable across corpora.
 
+use std::sync::Mutex;
+
 use burn::module::Module;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use super::flow_map::{GroupFractions, TimePairs, flow_map, per_example, semigroup_weight};
+use super::endpoints::EndpointPool;
+use super::flow_map::{
+    GroupFractions, PairKind, TimePairs, TimeSampling, flow_map, per_example, semigroup_weight,
+};
 use super::schedule::Schedule;
 use crate::kernels::KernelPath;
 use crate::kernels::noisy_input::noisy_input;
 use crate::model::Dit;
-use rand::RngCore;
+
+/// What the boundary pairs `(s = 0, t = 1)` — the one-step jump itself — are trained toward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundaryTarget {
+    /// The student's own two half-jumps, like any off-diagonal pair (the paper's).
+    #[default]
+    Semigroup,
+    /// The frozen teacher's K-step Euler endpoint from the same noise (DESIGN §6a).
+    Teacher,
+}
+
+/// How the second time embedder of a fresh student starts. Its output layer is zero either
+/// way, so the student equals its teacher at step 0 (DESIGN §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondTimeInit {
+    /// A fresh random hidden layer.
+    #[default]
+    Random,
+    /// The hidden layer of the first (trained) time embedder.
+    Teacher,
+}
+
+/// Every choice of a flow-map training run (DESIGN §6, §6a). A field missing from an older
+/// `config.json` takes the paper's value, so old runs resume as they were started;
+/// [`DistillSettings::recommended`] is what new runs get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillSettings {
+    pub fractions: GroupFractions,
+    #[serde(default)]
+    pub boundary_target: BoundaryTarget,
+    /// Euler steps K of the teacher's endpoint, with [`BoundaryTarget::Teacher`].
+    #[serde(default = "default_teacher_steps")]
+    pub teacher_steps: usize,
+    /// How many times each teacher endpoint is used on average (1: every one is fresh; see
+    /// `flow::endpoints`).
+    #[serde(default = "default_endpoint_reuse")]
+    pub endpoint_reuse: usize,
+    #[serde(default)]
+    pub times: TimeSampling,
+    #[serde(default)]
+    pub second_time_init: SecondTimeInit,
+}
+
+fn default_teacher_steps() -> usize {
+    16
+}
+
+fn default_endpoint_reuse() -> usize {
+    1
+}
+
+impl DistillSettings {
+    /// The paper's semigroup recipe with a diagonal share `diagonal`.
+    pub fn paper(diagonal: f64) -> Self {
+        Self {
+            fractions: GroupFractions::with_diagonal(diagonal),
+            boundary_target: BoundaryTarget::Semigroup,
+            teacher_steps: default_teacher_steps(),
+            endpoint_reuse: default_endpoint_reuse(),
+            times: TimeSampling::default(),
+            second_time_init: SecondTimeInit::Random,
+        }
+    }
+
+    /// What `flm distill` and the app use unless told otherwise (docs/distillation.md has the
+    /// measurements that chose it).
+    pub fn recommended() -> Self {
+        Self::paper(0.5)
+    }
+
+    /// Checks the settings, `has_teacher` saying whether the run distills a trained FLM.
+    pub fn validate(&self, has_teacher: bool) -> Result<(), String> {
+        self.fractions.validate()?;
+        self.times.validate()?;
+        if !(1..=64).contains(&self.endpoint_reuse) {
+            return Err(format!(
+                "endpoint reuse must be in 1..=64, got {}",
+                self.endpoint_reuse
+            ));
+        }
+        if !(1..=1024).contains(&self.teacher_steps) {
+            return Err(format!(
+                "the teacher's Euler steps must be in 1..=1024, got {}",
+                self.teacher_steps
+            ));
+        }
+        if !has_teacher && self.boundary_target == BoundaryTarget::Teacher {
+            return Err(
+                "teacher endpoints need a teacher: self-distillation (`flm train --flow-map`) \
+                 trains the boundary pairs with semigroup targets"
+                    .into(),
+            );
+        }
+        if !has_teacher && self.second_time_init == SecondTimeInit::Teacher {
+            return Err(
+                "a self-distilled flow map has no teacher to copy a time embedder from".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Default for DistillSettings {
+    fn default() -> Self {
+        Self::recommended()
+    }
+}
 
 /// What a flow-map student is distilled toward.
 pub struct FlowMapObjective {
     /// The frozen FLM whose denoiser is the diagonal target (on the base device, no
     /// gradients). `None` self-distills: diagonal targets are the clean one-hots.
     pub teacher: Option<Dit>,
-    pub fractions: GroupFractions,
+    pub settings: DistillSettings,
+    /// Teacher endpoints for the boundary rows (with [`BoundaryTarget::Teacher`]).
+    endpoints: Mutex<EndpointPool>,
+}
+
+impl FlowMapObjective {
+    pub fn new(teacher: Option<Dit>, settings: DistillSettings) -> Self {
+        let endpoints = EndpointPool::new(settings.endpoint_reuse, settings.teacher_steps);
+        Self {
+            teacher,
+            settings,
+            endpoints: Mutex::new(endpoints),
+        }
+    }
 }
 
 /// The loss of one batch and its split by group (group means are `None` for an empty group).
@@ -34,6 +162,7 @@ pub struct DistillLoss {
     /// Mean over all examples; on the student's device (autodiff when training).
     pub loss: Tensor<1>,
     pub diagonal: Option<f64>,
+    pub boundary: Option<f64>,
     pub off_diagonal: Option<f64>,
 }
 
@@ -64,7 +193,13 @@ impl FlowMapObjective {
             vocab,
         } = batch;
         let examples = tokens.len() / seq_len;
-        let pairs = TimePairs::draw(rng, examples, self.fractions, schedule);
+        let pairs = TimePairs::draw(
+            rng,
+            examples,
+            self.settings.fractions,
+            self.settings.times,
+            schedule,
+        );
         let x_s = noisy_input(
             tokens,
             &pairs.gamma_s,
@@ -74,7 +209,23 @@ impl FlowMapObjective {
             KernelPath::Auto,
             base_device,
         );
-        let targets = self.targets(&student.valid(), &x_s, tokens, &pairs, seq_len);
+        // Boundary rows with teacher targets start from the pool's noise, whose endpoints
+        // are known.
+        let boundary =
+            pairs.diagonal_count()..pairs.diagonal_count() + pairs.count(PairKind::Boundary);
+        let (x_s, endpoints) = match (&self.teacher, self.settings.boundary_target) {
+            (Some(teacher), BoundaryTarget::Teacher) if !boundary.is_empty() => {
+                let rows = self
+                    .endpoints
+                    .lock()
+                    .expect("the endpoint pool is never left half-updated")
+                    .take(boundary.len(), seq_len, teacher, schedule, rng, base_device);
+                let x_s = x_s.slice_assign([boundary, 0..seq_len, 0..vocab], rows.noise);
+                (x_s, Some(rows.targets))
+            }
+            _ => (x_s, None),
+        };
+        let targets = self.targets(&student.valid(), &x_s, tokens, &pairs, seq_len, endpoints);
 
         let student_device = student.embedding.val().device();
         let on_student = |t: Tensor<3>| -> Tensor<3> {
@@ -97,18 +248,25 @@ impl FlowMapObjective {
             .convert::<f32>()
             .try_into_vec()
             .expect("float losses");
-        let split = pairs.diagonal_count();
-        let mean = |xs: &[f32]| {
-            (!xs.is_empty()).then(|| xs.iter().map(|&v| v as f64).sum::<f64>() / xs.len() as f64)
+        let mean_of = |kind: PairKind| {
+            let picked: Vec<f64> = values
+                .iter()
+                .zip(&pairs.kinds)
+                .filter(|&(_, &k)| k == kind)
+                .map(|(&v, _)| v as f64)
+                .collect();
+            (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
         };
         DistillLoss {
             loss: per_example.mean(),
-            diagonal: mean(&values[..split]),
-            off_diagonal: mean(&values[split..]),
+            diagonal: mean_of(PairKind::Diagonal),
+            boundary: mean_of(PairKind::Boundary),
+            off_diagonal: mean_of(PairKind::OffDiagonal),
         }
     }
 
-    /// Soft targets (B, L, V) for every example, rows in the order of `pairs`.
+    /// Soft targets (B, L, V) for every example, rows in the order of `pairs` (diagonal,
+    /// boundary, off-diagonal).
     fn targets(
         &self,
         student: &Dit,
@@ -116,65 +274,83 @@ impl FlowMapObjective {
         tokens: &[u32],
         pairs: &TimePairs,
         seq_len: usize,
+        endpoints: Option<Tensor<3>>,
     ) -> Tensor<3> {
         let device = x_s.device();
         let [examples, _, vocab] = x_s.dims();
-        let split = pairs.diagonal_count();
-        let mut parts = Vec::with_capacity(2);
-        if split > 0 {
-            let diagonal = match &self.teacher {
+        let diagonal = pairs.diagonal_count();
+        let boundary_end = diagonal + pairs.count(PairKind::Boundary);
+        let mut parts = Vec::with_capacity(3);
+        if diagonal > 0 {
+            parts.push(match &self.teacher {
                 Some(teacher) => {
-                    let x = x_s.clone().slice(0..split);
+                    let x = x_s.clone().slice(0..diagonal);
                     let logits =
-                        teacher.forward(x, times_tensor(&pairs.tau_s[..split], &device), None);
+                        teacher.forward(x, times_tensor(&pairs.tau_s[..diagonal], &device), None);
                     softmax(logits, 2)
                 }
                 None => {
-                    let ids: Vec<i64> = tokens[..split * seq_len]
+                    let ids: Vec<i64> = tokens[..diagonal * seq_len]
                         .iter()
                         .map(|&t| t as i64)
                         .collect();
-                    Tensor::<2, Int>::from_data(TensorData::new(ids, [split, seq_len]), &device)
+                    Tensor::<2, Int>::from_data(TensorData::new(ids, [diagonal, seq_len]), &device)
                         .one_hot::<3>(vocab)
                         .float()
                 }
-            };
-            parts.push(diagonal);
+            });
         }
-        if split < examples {
-            let rows = split..examples;
-            let (s, u, t) = (
-                &pairs.gamma_s[rows.clone()],
-                &pairs.gamma_u[rows.clone()],
-                &pairs.gamma_t[rows.clone()],
-            );
-            let x = x_s.clone().slice(rows.clone());
-            let first = softmax(
-                student.forward(
-                    x.clone(),
-                    times_tensor(&pairs.tau_s[rows.clone()], &device),
-                    Some(times_tensor(&pairs.tau_u[rows.clone()], &device)),
-                ),
-                2,
-            );
-            let x_u = flow_map(x, first.clone(), s, u);
-            let second = softmax(
-                student.forward(
-                    x_u,
-                    times_tensor(&pairs.tau_u[rows.clone()], &device),
-                    Some(times_tensor(&pairs.tau_t[rows], &device)),
-                ),
-                2,
-            );
-            let lambda: Vec<f64> = (0..s.len())
-                .map(|i| semigroup_weight(s[i], u[i], t[i]))
-                .collect();
-            let one_minus: Vec<f64> = lambda.iter().map(|l| 1.0 - l).collect();
-            parts.push(
-                first * per_example(&lambda, &device) + second * per_example(&one_minus, &device),
-            );
+        // Boundary rows with known teacher endpoints; otherwise they are semigroup rows.
+        let semigroup_start = match endpoints {
+            Some(endpoints) => {
+                parts.push(endpoints);
+                boundary_end
+            }
+            None => diagonal,
+        };
+        if semigroup_start < examples {
+            parts.push(self.semigroup_targets(student, x_s, pairs, semigroup_start..examples));
         }
         Tensor::cat(parts, 0)
+    }
+
+    /// `λ·δ̂_{s,u}(x_s) + (1−λ)·δ̂_{u,t}(X_{s,u}(x_s))` for the examples in `rows` (DESIGN §6).
+    fn semigroup_targets(
+        &self,
+        student: &Dit,
+        x_s: &Tensor<3>,
+        pairs: &TimePairs,
+        rows: std::ops::Range<usize>,
+    ) -> Tensor<3> {
+        let device = x_s.device();
+        let (s, u, t) = (
+            &pairs.gamma_s[rows.clone()],
+            &pairs.gamma_u[rows.clone()],
+            &pairs.gamma_t[rows.clone()],
+        );
+        let x = x_s.clone().slice(rows.clone());
+        let first = softmax(
+            student.forward(
+                x.clone(),
+                times_tensor(&pairs.tau_s[rows.clone()], &device),
+                Some(times_tensor(&pairs.tau_u[rows.clone()], &device)),
+            ),
+            2,
+        );
+        let x_u = flow_map(x, first.clone(), s, u);
+        let second = softmax(
+            student.forward(
+                x_u,
+                times_tensor(&pairs.tau_u[rows.clone()], &device),
+                Some(times_tensor(&pairs.tau_t[rows], &device)),
+            ),
+            2,
+        );
+        let lambda: Vec<f64> = (0..s.len())
+            .map(|i| semigroup_weight(s[i], u[i], t[i]))
+            .collect();
+        let one_minus: Vec<f64> = lambda.iter().map(|l| 1.0 - l).collect();
+        first * per_example(&lambda, &device) + second * per_example(&one_minus, &device)
     }
 }
 
@@ -198,7 +374,7 @@ fn times_tensor(taus: &[f64], device: &Device) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::noise::stream_rng;
+    use crate::rng::stream_rng;
 
     #[test]
     fn kl_is_zero_for_matching_distributions_and_positive_otherwise() {
@@ -218,16 +394,144 @@ mod tests {
     }
 
     #[test]
+    fn the_teachers_endpoint_is_its_euler_sample_from_the_same_noise() {
+        use crate::flow::sampler::{
+            SamplerKind, SamplerSettings, argmax_tokens, euler_endpoint, initial_noise, sample,
+        };
+        let device = crate::device::cpu_device();
+        let (vocab, seq_len, steps) = (13, 5, 4);
+        let teacher = tests_support_teacher(vocab, seq_len);
+        let schedule = Schedule::new(vocab).unwrap();
+        // The sampler's own starting noise and result, through its own code path.
+        let sampler = SamplerSettings {
+            steps,
+            seed: 17,
+            stream: 0,
+            batch: 6,
+            seq_len,
+            top_k: 0,
+            decoding: Default::default(),
+        };
+        let noise = initial_noise(&sampler, vocab, &device);
+        let sampled = sample(&teacher, SamplerKind::Euler, &schedule, &sampler, &device).tokens;
+        let endpoint = euler_endpoint(&teacher, noise, &schedule, steps, KernelPath::Auto);
+        assert_eq!(argmax_tokens(endpoint.clone()), sampled);
+        // Distributions, not logits: each row sums to one.
+        let sums: Vec<f32> = endpoint.sum_dim(2).into_data().try_into_vec().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4), "{sums:?}");
+    }
+
+    #[test]
+    fn boundary_rows_are_trained_toward_teacher_endpoints_from_their_own_noise() {
+        let device = crate::device::cpu_device();
+        let (vocab, seq_len, rows, steps) = (13, 5, 6, 3);
+        let teacher = tests_support_teacher(vocab, seq_len);
+        let student = teacher.clone().with_second_time(5);
+        let schedule = Schedule::new(vocab).unwrap();
+        let settings = DistillSettings {
+            fractions: GroupFractions {
+                diagonal: 0.0,
+                boundary: 1.0,
+            },
+            boundary_target: BoundaryTarget::Teacher,
+            teacher_steps: steps,
+            ..DistillSettings::paper(0.0)
+        };
+        let objective = FlowMapObjective::new(Some(teacher.clone()), settings.clone());
+        let tokens = vec![4u32; rows * seq_len];
+        let batch = || DistillBatch {
+            tokens: &tokens,
+            seq_len,
+            vocab,
+        };
+        let rng = stream_rng(2, 0);
+        let loss = objective.loss(&student, batch(), &mut rng.clone(), &schedule, &device);
+
+        // The same draws by hand: times, the batch's noise seed, then a fresh pool's rows.
+        let mut replay = rng.clone();
+        let pairs = TimePairs::draw(
+            &mut replay,
+            rows,
+            settings.fractions,
+            settings.times,
+            &schedule,
+        );
+        assert_eq!(pairs.count(PairKind::Boundary), rows);
+        replay.next_u64();
+        let expected_rows = EndpointPool::new(1, steps).take(
+            rows,
+            seq_len,
+            &teacher,
+            &schedule,
+            &mut replay,
+            &device,
+        );
+        let full = |v: f32| Tensor::<1>::full([rows], v, &device);
+        let logits = student.forward(expected_rows.noise, full(0.0), Some(full(1.0)));
+        let expected: f32 = kl_per_example(expected_rows.targets, logits)
+            .mean()
+            .into_scalar();
+        let got = loss.boundary.expect("boundary rows");
+        assert!((got - expected as f64).abs() < 1e-5, "{got} vs {expected}");
+        assert!(
+            got > 1e-3,
+            "a fresh student is not yet its teacher's endpoint map"
+        );
+
+        // The paper's semigroup target is something else.
+        let paper = FlowMapObjective::new(
+            Some(teacher),
+            DistillSettings {
+                boundary_target: BoundaryTarget::Semigroup,
+                ..settings
+            },
+        );
+        let semigroup = paper.loss(&student, batch(), &mut rng.clone(), &schedule, &device);
+        assert!((semigroup.boundary.unwrap() - got).abs() > 1e-4);
+    }
+
+    fn tests_support_teacher(vocab: usize, seq_len: usize) -> Dit {
+        let device = crate::device::cpu_device();
+        crate::model::tests_support::perturbed(
+            Dit::new(
+                &crate::model::tests_support::small_config(vocab, seq_len),
+                3,
+                &device,
+            ),
+            8,
+        )
+    }
+
+    #[test]
+    fn teacher_endpoints_need_a_teacher() {
+        let settings = DistillSettings {
+            boundary_target: BoundaryTarget::Teacher,
+            ..DistillSettings::paper(0.5)
+        };
+        assert!(settings.validate(true).is_ok());
+        assert!(settings.validate(false).is_err());
+        let settings = DistillSettings {
+            teacher_steps: 0,
+            ..settings
+        };
+        assert!(settings.validate(true).is_err());
+    }
+
+    #[test]
+    fn settings_missing_from_an_old_config_read_as_the_papers() {
+        let old = r#"{"fractions": {"diagonal": 0.5, "boundary": 0.015625}}"#;
+        let settings: DistillSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(settings, DistillSettings::paper(0.5));
+    }
+
+    #[test]
     fn a_student_copied_from_its_teacher_has_zero_diagonal_loss() {
         let device = crate::device::cpu_device();
         let config = crate::model::tests_support::small_config(11, 6);
         // A fresh model predicts uniform; perturb it so the check is not trivial.
         let teacher = crate::model::tests_support::perturbed(Dit::new(&config, 3, &device), 4);
         let student = teacher.clone().with_second_time(5);
-        let objective = FlowMapObjective {
-            teacher: Some(teacher),
-            fractions: GroupFractions::with_diagonal(1.0),
-        };
+        let objective = FlowMapObjective::new(Some(teacher), DistillSettings::paper(1.0));
         let schedule = Schedule::new(11).unwrap();
         let tokens: Vec<u32> = (0..4 * 6).map(|i| (i * 7 % 11) as u32).collect();
         let batch = DistillBatch {

@@ -86,12 +86,58 @@ impl Default for GroupFractions {
     }
 }
 
+/// Where the midpoint `u` of an off-diagonal pair `s < t` lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Midpoint {
+    /// Halfway between `s` and `t` (DESIGN §6).
+    #[default]
+    Middle,
+    /// Uniform in `(s, t)`, as the paper's code offers.
+    Random,
+}
+
+/// How the times of a distillation batch are drawn (DESIGN §6a): a warp `τ = w^p` of the
+/// paper's draws `w`, and where the midpoint lies. `p = 1` with [`Midpoint::Middle`] is the
+/// paper's scheme; `p > 1` puts more pairs at small τ, where a sequence's content is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimeSampling {
+    pub warp: f64,
+    pub midpoint: Midpoint,
+}
+
+impl Default for TimeSampling {
+    fn default() -> Self {
+        Self {
+            warp: 1.0,
+            midpoint: Midpoint::Middle,
+        }
+    }
+}
+
+impl TimeSampling {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.warp.is_finite() && (0.25..=8.0).contains(&self.warp)) {
+            return Err(format!(
+                "the time warp p must be in [0.25, 8] (τ = w^p; 1 is the paper's), got {}",
+                self.warp
+            ));
+        }
+        Ok(())
+    }
+
+    /// `τ = w^p` for a draw `w ∈ [0, 1]`: monotone, so ordered draws stay ordered.
+    pub fn warp(&self, w: f64) -> f64 {
+        w.clamp(0.0, 1.0).powf(self.warp)
+    }
+}
+
 /// Which target an example of a distillation batch is trained toward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairKind {
     /// `s = t`: the teacher's denoiser (or the clean data when self-distilling).
     Diagonal,
-    /// `s = 0, t = 1`: treated as off-diagonal.
+    /// `s = 0, t = 1`: the one-step jump itself (a semigroup pair, or the teacher's endpoint).
     Boundary,
     /// `s < t`: the student's own two half-steps.
     OffDiagonal,
@@ -113,10 +159,12 @@ pub struct TimePairs {
 impl TimePairs {
     /// Draws the groups for a batch of `batch` examples. The diagonal count is fixed; the
     /// boundary count is rounded at random so its expectation is exact even when `B·share < 1`.
+    /// Draws are made in `w` and warped to `τ = w^p` (the midpoint too, so it is taken in w).
     pub fn draw(
         rng: &mut impl Rng,
         batch: usize,
         fractions: GroupFractions,
+        sampling: TimeSampling,
         schedule: &Schedule,
     ) -> Self {
         let diagonal = ((batch as f64 * fractions.diagonal).round() as usize).min(batch);
@@ -127,29 +175,36 @@ impl TimePairs {
         let off_diagonal = batch - diagonal - boundary;
 
         let mut kinds = Vec::with_capacity(batch);
-        let (mut tau_s, mut tau_t) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
-        for tau in stratified_taus(rng, diagonal) {
+        let mut w_s = Vec::with_capacity(batch);
+        let mut w_u = Vec::with_capacity(batch);
+        let mut w_t = Vec::with_capacity(batch);
+        for w in stratified_taus(rng, diagonal) {
             kinds.push(PairKind::Diagonal);
-            tau_s.push(tau);
-            tau_t.push(tau);
+            w_s.push(w);
+            w_u.push(w);
+            w_t.push(w);
         }
         for _ in 0..boundary {
             kinds.push(PairKind::Boundary);
-            tau_s.push(0.0);
-            tau_t.push(1.0);
+            w_s.push(0.0);
+            w_u.push(0.5);
+            w_t.push(1.0);
         }
         // Stratified gaps d cover short and long jumps evenly in every batch.
         for gap in stratified_taus(rng, off_diagonal) {
             let start = rng.random::<f64>() * (1.0 - gap);
+            let end = start + gap;
+            let middle = match sampling.midpoint {
+                Midpoint::Middle => 0.5 * (start + end),
+                Midpoint::Random => start + rng.random::<f64>() * gap,
+            };
             kinds.push(PairKind::OffDiagonal);
-            tau_s.push(start);
-            tau_t.push(start + gap);
+            w_s.push(start);
+            w_u.push(middle);
+            w_t.push(end);
         }
-        let tau_u: Vec<f64> = tau_s
-            .iter()
-            .zip(&tau_t)
-            .map(|(s, t)| 0.5 * (s + t))
-            .collect();
+        let warp = |ws: &[f64]| -> Vec<f64> { ws.iter().map(|&w| sampling.warp(w)).collect() };
+        let (tau_s, tau_u, tau_t) = (warp(&w_s), warp(&w_u), warp(&w_t));
         let to_gamma = |taus: &[f64]| taus.iter().map(|&tau| schedule.gamma(tau)).collect();
         Self {
             gamma_s: to_gamma(&tau_s),
@@ -172,10 +227,12 @@ impl TimePairs {
 
     /// Number of leading diagonal examples.
     pub fn diagonal_count(&self) -> usize {
-        self.kinds
-            .iter()
-            .take_while(|&&k| k == PairKind::Diagonal)
-            .count()
+        self.count(PairKind::Diagonal)
+    }
+
+    /// Number of examples of `kind`.
+    pub fn count(&self, kind: PairKind) -> usize {
+        self.kinds.iter().filter(|&&k| k == kind).count()
     }
 }
 
@@ -233,7 +290,7 @@ impl FlowMapStep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::noise::{standard_normal, stream_rng};
+    use crate::rng::{standard_normal, stream_rng};
 
     fn read(t: Tensor<3>) -> Vec<f32> {
         t.into_data().convert::<f32>().try_into_vec().unwrap()
@@ -332,7 +389,13 @@ mod tests {
         let mut rng = stream_rng(9, 0);
         let mut boundary_total = 0;
         for _ in 0..2000 {
-            let pairs = TimePairs::draw(&mut rng, 16, GroupFractions::default(), &schedule);
+            let pairs = TimePairs::draw(
+                &mut rng,
+                16,
+                GroupFractions::default(),
+                TimeSampling::default(),
+                &schedule,
+            );
             assert_eq!(pairs.len(), 16);
             assert_eq!(pairs.diagonal_count(), 8);
             for i in 0..16 {
@@ -354,6 +417,79 @@ mod tests {
         // Expected 16 · 0.5/32 = 0.25 boundary examples per batch.
         let mean = boundary_total as f64 / 2000.0;
         assert!((mean - 0.25).abs() < 0.05, "mean boundary count {mean}");
+    }
+
+    #[test]
+    fn warped_times_stay_ordered_and_in_the_unit_interval() {
+        let schedule = Schedule::new(30).unwrap();
+        let mut rng = stream_rng(4, 0);
+        for (warp, midpoint) in [
+            (2.0, Midpoint::Middle),
+            (3.0, Midpoint::Random),
+            (0.5, Midpoint::Random),
+        ] {
+            let sampling = TimeSampling { warp, midpoint };
+            let mut below_tenth = 0;
+            for _ in 0..500 {
+                let pairs =
+                    TimePairs::draw(&mut rng, 16, GroupFractions::default(), sampling, &schedule);
+                for i in 0..16 {
+                    let (s, u, t) = (pairs.tau_s[i], pairs.tau_u[i], pairs.tau_t[i]);
+                    assert!(
+                        0.0 <= s && s <= u && u <= t && t <= 1.0,
+                        "p={warp}: {s} {u} {t}"
+                    );
+                    assert!(
+                        pairs.gamma_s[i] <= pairs.gamma_u[i]
+                            && pairs.gamma_u[i] <= pairs.gamma_t[i]
+                    );
+                    below_tenth += usize::from(pairs.kinds[i] == PairKind::Diagonal && s < 0.1);
+                }
+            }
+            // Diagonal draws w are uniform, so P(τ < 0.1) = P(w < 0.1^(1/p)).
+            let expected = 0.1f64.powf(1.0 / warp);
+            let share = below_tenth as f64 / (500.0 * 8.0);
+            assert!(
+                (share - expected).abs() < 0.04,
+                "p={warp}: {share} vs {expected}"
+            );
+        }
+        assert!(
+            TimeSampling {
+                warp: 0.0,
+                midpoint: Midpoint::Middle
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(TimeSampling::default().validate().is_ok());
+    }
+
+    #[test]
+    fn random_midpoints_spread_over_the_pair() {
+        let schedule = Schedule::new(30).unwrap();
+        let sampling = TimeSampling {
+            warp: 1.0,
+            midpoint: Midpoint::Random,
+        };
+        let pairs = TimePairs::draw(
+            &mut stream_rng(8, 0),
+            4000,
+            GroupFractions::with_diagonal(0.0),
+            sampling,
+            &schedule,
+        );
+        let relative: Vec<f64> = (0..pairs.len())
+            .filter(|&i| {
+                pairs.kinds[i] == PairKind::OffDiagonal && pairs.tau_t[i] > pairs.tau_s[i] + 1e-3
+            })
+            .map(|i| (pairs.tau_u[i] - pairs.tau_s[i]) / (pairs.tau_t[i] - pairs.tau_s[i]))
+            .collect();
+        let mean = relative.iter().sum::<f64>() / relative.len() as f64;
+        let below_quarter =
+            relative.iter().filter(|&&r| r < 0.25).count() as f64 / relative.len() as f64;
+        assert!((mean - 0.5).abs() < 0.03, "mean relative midpoint {mean}");
+        assert!((below_quarter - 0.25).abs() < 0.03, "{below_quarter}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl BatchTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::noise::stream_rng;
+    use crate::rng::stream_rng;
 
     #[test]
     fn stratified_taus_cover_each_stratum_once() {

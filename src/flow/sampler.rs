@@ -5,13 +5,15 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+pub use super::decoding::argmax_tokens;
+use super::decoding::{Decoding, decode};
 use super::flow_map::FlowMapStep;
-use super::noise::{standard_normal, stream_rng};
 use super::schedule::Schedule;
 use super::trajectory::{Frame, SampleTrajectory, Trajectory};
 use crate::kernels::KernelPath;
 use crate::kernels::sampler_step::{MAX_TOP_K, StepCoefficients, sampler_step};
 use crate::model::Dit;
+use crate::rng::{standard_normal, stream_rng};
 
 /// How to sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +29,8 @@ pub struct SamplerSettings {
     pub seq_len: usize,
     /// Candidates kept per position in the trajectory (0 = record nothing).
     pub top_k: usize,
+    /// How the final distribution becomes tokens (DESIGN §5a).
+    pub decoding: Decoding,
 }
 
 /// Which sampler to run.
@@ -219,25 +223,41 @@ pub fn sample_observed(
             return None;
         }
     }
-    let tokens = argmax_tokens(z);
+    let tokens = decode(z, settings.decoding, settings.seed, settings.stream);
     Some(SampleOutput {
         trajectory: recorder.finish(&tokens),
         tokens,
     })
 }
 
-/// Per-row argmax of (B, L, V), read back as token ids.
-pub fn argmax_tokens(z: Tensor<3>) -> Vec<Vec<u32>> {
-    let [batch, len, _] = z.dims();
-    let ids = z.argmax(2).reshape([batch * len]);
-    let ids: Vec<i64> = ids
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec()
-        .expect("argmax ids are integers");
-    ids.chunks(len)
-        .map(|row| row.iter().map(|&id| id as u32).collect())
-        .collect()
+/// The K-step Euler endpoint of `model` (an FLM) from the starting point `noise` (B, L, V):
+/// the last step's denoiser output, a distribution per position (DESIGN §5). Distillation
+/// trains the one-step jump toward it (DESIGN §6a); the argmax of each row is the token the
+/// teacher would have sampled from this noise.
+pub fn euler_endpoint(
+    model: &Dit,
+    noise: Tensor<3>,
+    schedule: &Schedule,
+    steps: usize,
+    path: KernelPath,
+) -> Tensor<3> {
+    assert!(steps >= 1, "at least one step");
+    let [batch, ..] = noise.dims();
+    let device = noise.device();
+    let mut z = noise;
+    for step in plan(SamplerKind::Euler, schedule, steps) {
+        let tau = Tensor::<1>::full([batch], step.tau as f32, &device);
+        let logits = model.forward(z.clone(), tau, None);
+        let coefficients = StepCoefficients {
+            keep: step.keep as f32,
+            moved: step.moved as f32,
+            noise: 0.0,
+            seed: 0,
+            counter: 0,
+        };
+        z = sampler_step(logits, z, coefficients, 0, path).z_next;
+    }
+    z
 }
 
 /// Collects per-step statistics; only (B, L, k) numbers ever leave the device.

@@ -11,7 +11,7 @@ use super::noisy_input::noisy_input;
 use super::sampler_step::{
     MAX_TOP_K, StepCoefficients, StepOutput, fused_sampler_step, reference_sampler_step,
 };
-use crate::flow::noise::{standard_normal, stream_rng};
+use crate::rng::{standard_normal, stream_rng};
 
 /// One shape's timings.
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,6 @@
 //! The fused noisy input of training (`shaders/noisy_input.wgsl`): `x_γ = (1−γ)·ε + γ·onehot(x)`
 //! written in one pass, with ε drawn in the shader. The reference path draws the same numbers
-//! on the host (`flow::noise::counter_normals`) and uploads them; the CPU backend uses it.
+//! on the host (`rng::counter_normals`) and uploads them; the CPU backend uses it.
 
 use burn::backend::wgpu::{
     CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
@@ -12,7 +12,7 @@ use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use derive_new::new;
 
 use super::{COUNTER_RNG, KernelPath, row_grid};
-use crate::flow::noise::counter_normals;
+use crate::rng::counter_normals;
 
 /// `x_γ` (B, L, V) for B·L `tokens` and one flow time per sequence, with noise from the
 /// counter-based stream `(seed, 0)`: the kernel on wgpu, the host elsewhere (same numbers).

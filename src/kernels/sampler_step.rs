@@ -13,13 +13,13 @@ use burn::tensor::{DType, Shape, Tensor};
 use derive_new::new;
 
 use super::{COUNTER_RNG, KernelPath, row_grid};
-use crate::flow::noise::counter_normals;
+use crate::rng::counter_normals;
 
 /// Largest `k` the kernel keeps per row.
 pub const MAX_TOP_K: usize = 16;
 
 /// `z_next = keep·z + moved·softmax(logits) + noise·ξ`, with ξ standard normal from the
-/// counter-based stream `(seed, counter)` (flow/noise.rs), only when `noise ≠ 0`.
+/// counter-based stream `(seed, counter)` (`rng.rs`), only when `noise ≠ 0`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepCoefficients {
     pub keep: f32,

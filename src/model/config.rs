@@ -67,6 +67,21 @@ impl FromStr for ModelPreset {
     }
 }
 
+/// What a network is, and so how it is trained and sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A flow language model: one time, sampled with Euler steps.
+    Flm,
+    /// A flow-map model (FMLM): two times, sampled with 1..N flow-map jumps.
+    #[serde(rename = "fmlm")]
+    FlowMap,
+    /// The autoregressive reference model used by `flm eval` (causal attention, next-token
+    /// cross-entropy).
+    #[serde(rename = "ar")]
+    Autoregressive,
+}
+
 /// Everything needed to rebuild the network's shapes (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {

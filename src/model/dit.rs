@@ -180,6 +180,20 @@ impl Dit {
         self.time_t = Some(TimeEmbedder::silent(features, cond_dim, &mut init, &device));
         self
     }
+
+    /// Like [`Dit::with_second_time`], but the new embedder's hidden layer is a copy of the
+    /// first embedder's (trained) one, so the second time starts from features the network
+    /// already reads; its output layer is zero as always (DESIGN §6a).
+    pub fn with_second_time_like_first(mut self) -> Self {
+        let device = self.embedding.val().device();
+        let features = self.time_s.features;
+        let cond_dim = self.time_s.out.weight.dims()[1];
+        let mut init = WeightInit::new(0);
+        let mut embedder = TimeEmbedder::silent(features, cond_dim, &mut init, &device);
+        embedder.hidden = self.time_s.hidden.clone();
+        self.time_t = Some(embedder);
+        self
+    }
 }
 
 /// Helpers for tests elsewhere in the crate: a small configuration, and a model whose output
@@ -319,6 +333,31 @@ mod tests {
         let a = model.forward(onehot, tau(), None).into_data();
         let b = model.forward_tokens(ids, tau()).into_data();
         a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn a_second_time_copied_from_the_first_leaves_the_output_unchanged() {
+        let device = cpu_device();
+        let config = micro_config(11, 5);
+        let flm = tests_support::perturbed(Dit::new(&config, 1, &device), 3);
+        let x = random_input([2, 5, 11], &device);
+        let tau = || Tensor::from_floats([0.2, 0.7], &device);
+        let before = flm.forward(x.clone(), tau(), None).into_data();
+        let student = flm.with_second_time_like_first();
+        let second = student.time_t.as_ref().unwrap();
+        second
+            .hidden
+            .weight
+            .val()
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &student.time_s.hidden.weight.val().into_data(),
+                burn::tensor::Tolerance::absolute(0.0),
+            );
+        let after = student.forward(x, tau(), Some(Tensor::from_floats([0.9, 1.0], &device)));
+        after
+            .into_data()
+            .assert_approx_eq::<f32>(&before, burn::tensor::Tolerance::absolute(1e-6));
     }
 
     #[test]

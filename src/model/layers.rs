@@ -17,7 +17,7 @@ pub struct WeightInit {
 impl WeightInit {
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: crate::flow::noise::stream_rng(seed, u64::MAX),
+            rng: crate::rng::stream_rng(seed, u64::MAX),
         }
     }
 

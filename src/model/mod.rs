@@ -1,11 +1,12 @@
 //! The denoiser network: a DiT-style transformer over points of the probability simplex
 //! (DESIGN §3).
 
+pub mod causal;
 mod config;
 mod dit;
 mod layers;
 
-pub use config::{ModelConfig, ModelPreset};
+pub use config::{ModelConfig, ModelKind, ModelPreset};
 pub use dit::Dit;
 
 #[cfg(test)]

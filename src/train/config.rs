@@ -6,33 +6,22 @@ use serde::{Deserialize, Serialize};
 
 use super::optimizer::AdamWSettings;
 use crate::data::TokenizerKind;
-use crate::flow::flow_map::GroupFractions;
+use crate::flow::distill::DistillSettings;
 use crate::model::ModelConfig;
+pub use crate::model::ModelKind;
 
 /// Bumped whenever the checkpoint layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// What a checkpoint's network is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// A flow language model: one time, sampled with Euler steps.
-    Flm,
-    /// A flow-map model (FMLM): two times, sampled with 1..N flow-map jumps.
-    #[serde(rename = "fmlm")]
-    FlowMap,
-    /// The autoregressive reference model used by `flm eval` (causal attention, next-token
-    /// cross-entropy).
-    #[serde(rename = "ar")]
-    Autoregressive,
-}
 
 /// How a flow-map run is trained (DESIGN §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistillConfig {
     /// The FLM it was distilled from; `None` for self-distillation from the data.
     pub teacher: Option<TeacherInfo>,
-    pub fractions: GroupFractions,
+    /// The objective's settings; stored flat, so older files (which have only `fractions`)
+    /// read with the paper's values for the rest.
+    #[serde(flatten)]
+    pub settings: DistillSettings,
 }
 
 /// Where a distilled model's teacher came from. Its weights are copied into the run
@@ -65,6 +54,10 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub warmup_steps: u64,
+    /// Share of the run, at its end, over which the learning rate falls linearly to zero
+    /// (0 keeps it constant after warm-up).
+    #[serde(default)]
+    pub lr_decay: f64,
     pub adamw: AdamWSettings,
     /// Upper bound of the EMA decay (see `ema::decay_at`).
     pub ema_decay: f64,
@@ -87,6 +80,7 @@ impl Default for TrainConfig {
             // stay stable at 1e-3 with warm-up and clipping.
             learning_rate: 1e-3,
             warmup_steps: 100,
+            lr_decay: 0.0,
             adamw: AdamWSettings::default(),
             ema_decay: 0.999,
             seed: 0,
@@ -142,7 +136,7 @@ impl RunConfig {
             (ModelKind::Flm, None) if !two_times && !causal => Ok(()),
             (ModelKind::Autoregressive, None) if !two_times && causal => Ok(()),
             (ModelKind::FlowMap, Some(distill)) if two_times && !causal => {
-                distill.fractions.validate()
+                distill.settings.validate(distill.teacher.is_some())
             }
             _ => Err(
                 "`kind`, `model.two_times`, `model.causal` and `distill` disagree: an FLM has \
@@ -203,19 +197,32 @@ impl TrainConfig {
                 "AdamW needs betas in [0, 1), epsilon > 0 and non-negative decay and clip".into(),
             );
         }
+        if !(0.0..=1.0).contains(&self.lr_decay) {
+            return Err(format!(
+                "the learning-rate decay share must be in [0, 1], got {}",
+                self.lr_decay
+            ));
+        }
         if self.checkpoint_secs.is_nan() || self.checkpoint_secs <= 0.0 {
             return Err("checkpoint_secs must be positive".into());
         }
         Ok(())
     }
 
-    /// Linear warm-up, then constant (DESIGN §4).
-    pub fn learning_rate_at(&self, step: u64) -> f64 {
-        if self.warmup_steps == 0 {
-            return self.learning_rate;
-        }
-        let warm = ((step + 1) as f64 / self.warmup_steps as f64).min(1.0);
-        self.learning_rate * warm
+    /// Linear warm-up, then constant (DESIGN §4), then, with `lr_decay > 0`, a linear decay
+    /// to zero over the last `lr_decay` of the run; `progress` ∈ [0, 1] is how far the run is.
+    pub fn learning_rate_at(&self, step: u64, progress: f64) -> f64 {
+        let warm = if self.warmup_steps == 0 {
+            1.0
+        } else {
+            ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
+        };
+        let decay = if self.lr_decay > 0.0 {
+            ((1.0 - progress) / self.lr_decay).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self.learning_rate * warm * decay
     }
 }
 
@@ -268,7 +275,28 @@ mod tests {
             warmup_steps: 4,
             ..TrainConfig::default()
         };
-        let rates: Vec<f64> = (0..6).map(|s| config.learning_rate_at(s)).collect();
+        let rates: Vec<f64> = (0..6).map(|s| config.learning_rate_at(s, 0.0)).collect();
         assert_eq!(rates, vec![0.25, 0.5, 0.75, 1.0, 1.0, 1.0]);
+        // Without a decay share, progress changes nothing.
+        assert_eq!(config.learning_rate_at(10, 0.99), 1.0);
+    }
+
+    #[test]
+    fn learning_rate_decays_linearly_over_the_last_share_of_the_run() {
+        let config = TrainConfig {
+            learning_rate: 1.0,
+            warmup_steps: 0,
+            lr_decay: 0.2,
+            ..TrainConfig::default()
+        };
+        assert_eq!(config.learning_rate_at(50, 0.5), 1.0);
+        assert!((config.learning_rate_at(50, 0.8) - 1.0).abs() < 1e-12);
+        assert!((config.learning_rate_at(50, 0.9) - 0.5).abs() < 1e-12);
+        assert_eq!(config.learning_rate_at(50, 1.0), 0.0);
+        let broken = TrainConfig {
+            lr_decay: 1.5,
+            ..TrainConfig::default()
+        };
+        assert!(broken.validate().is_err());
     }
 }

@@ -39,6 +39,9 @@ pub enum TrainEvent {
     Validation {
         step: u64,
         loss: f64,
+        /// What else was measured at this step: the loss's parts by group and, for flow maps,
+        /// the one-step probe (`train::probe`), by name.
+        metrics: Vec<(&'static str, f64)>,
     },
     Samples {
         step: u64,

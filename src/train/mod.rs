@@ -8,6 +8,7 @@ pub mod events;
 pub mod objective;
 pub mod optimizer;
 mod params;
+pub mod probe;
 pub mod runs;
 pub mod setup;
 pub mod throughput;

@@ -7,15 +7,15 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{CheckpointError, RunDir, load_weights};
 use super::config::{ModelKind, RunConfig};
-use crate::eval::reference::next_token_logits;
-use crate::flow::distill::{DistillBatch, FlowMapObjective};
+use crate::flow::Schedule;
+use crate::flow::distill::{DistillBatch, FlowMapObjective, SecondTimeInit};
 use crate::flow::interpolant::BatchTimes;
 use crate::flow::loss::cross_entropy;
-use crate::flow::noise::stream_rng;
-use crate::flow::{SamplerKind, Schedule};
 use crate::kernels::KernelPath;
 use crate::kernels::noisy_input::noisy_input;
 use crate::model::Dit;
+use crate::model::causal::next_token_logits;
+use crate::rng::stream_rng;
 use rand::RngCore;
 
 /// The loss a run minimises.
@@ -58,10 +58,10 @@ impl Objective {
                     )?),
                     None => None,
                 };
-                Ok(Objective::FlowMap(Box::new(FlowMapObjective {
+                Ok(Objective::FlowMap(Box::new(FlowMapObjective::new(
                     teacher,
-                    fractions: distill.fractions,
-                })))
+                    distill.settings.clone(),
+                ))))
             }
             (ModelKind::FlowMap, None) => Err(CheckpointError::Corrupt {
                 path: run.config_path(),
@@ -81,6 +81,10 @@ impl Objective {
         let Some(teacher) = teacher else {
             return Dit::new(&config.model, seed, device);
         };
+        let second_time_init = match self {
+            Objective::FlowMap(objective) => objective.settings.second_time_init,
+            Objective::Denoising | Objective::NextToken => SecondTimeInit::Random,
+        };
         let weights = super::params::flat_params(teacher);
         let copy = super::params::map_params(
             Dit::new(&config.teacher_config().model, seed, device),
@@ -89,15 +93,37 @@ impl Objective {
                 None => value,
             },
         );
-        copy.with_second_time(seed)
+        match second_time_init {
+            SecondTimeInit::Random => copy.with_second_time(seed),
+            SecondTimeInit::Teacher => copy.with_second_time_like_first(),
+        }
     }
 
-    /// The sampler that shows this run's progress in previews: the model's own (the
-    /// reference model only scores text, so it has none).
-    pub fn preview_sampler(&self) -> Option<(SamplerKind, usize)> {
+    /// The one-step probe of a flow-map run (its teacher sampled once), `None` otherwise.
+    pub fn flow_map_probe(
+        &self,
+        data: &crate::data::DataSource,
+        schedule: &Schedule,
+        device: &Device,
+    ) -> Option<super::probe::FlowMapProbe> {
         match self {
-            Objective::Denoising => Some((SamplerKind::Euler, 32)),
-            Objective::FlowMap(_) => Some((SamplerKind::FlowMap { eta: 0.0 }, 1)),
+            Objective::FlowMap(objective) => Some(super::probe::FlowMapProbe::new(
+                objective.teacher.as_ref(),
+                objective.settings.teacher_steps,
+                data,
+                schedule,
+                device,
+            )),
+            Objective::Denoising | Objective::NextToken => None,
+        }
+    }
+
+    /// What previews sample, and in how many steps: the model's own sampler (the reference
+    /// model only scores text, so it has none).
+    pub fn preview(&self) -> Option<(ModelKind, usize)> {
+        match self {
+            Objective::Denoising => Some((ModelKind::Flm, 32)),
+            Objective::FlowMap(_) => Some((ModelKind::FlowMap, 1)),
             Objective::NextToken => None,
         }
     }
@@ -145,6 +171,7 @@ impl Objective {
                 let result = objective.loss(model, batch, rng, schedule, base_device);
                 let parts = [
                     ("diagonal_loss", result.diagonal),
+                    ("boundary_loss", result.boundary),
                     ("off_diagonal_loss", result.off_diagonal),
                 ]
                 .into_iter()

@@ -20,7 +20,7 @@ use crate::data::{
     BuiltinTask, DataSource, TextDatasetSpec, TextTokenizer, TokenizerKind, prepare_text_dataset,
 };
 use crate::device::ComputeDevice;
-use crate::flow::flow_map::GroupFractions;
+use crate::flow::distill::DistillSettings;
 use crate::model::{ModelConfig, ModelPreset};
 
 /// What the user asked for.
@@ -46,13 +46,13 @@ pub struct TrainRequest {
 }
 
 /// Which model a fresh training run makes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NewModelKind {
     /// An FLM (DESIGN §4).
     Flm,
     /// A flow map trained from the data by self-distillation (DESIGN §6 without a teacher:
     /// diagonal targets are the clean one-hots).
-    SelfDistilledFlowMap(GroupFractions),
+    SelfDistilledFlowMap(DistillSettings),
     /// The causal reference model `flm eval` scores samples with (DESIGN §9).
     Autoregressive,
 }
@@ -64,7 +64,7 @@ pub struct DistillRequest {
     pub teacher: PathBuf,
     pub out: PathBuf,
     pub train: TrainConfig,
-    pub fractions: GroupFractions,
+    pub settings: DistillSettings,
     pub steps: Option<u64>,
     pub minutes: Option<f64>,
     pub resume: bool,
@@ -136,7 +136,7 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
 pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainError> {
     let run = RunDir::new(&request.out);
     request.train.validate().map_err(TrainError::Setup)?;
-    request.fractions.validate().map_err(TrainError::Setup)?;
+    request.settings.validate(true).map_err(TrainError::Setup)?;
     let limits = Limits::new(request.steps, request.minutes)?;
     if request.resume {
         let prepared = reopen_run(run, limits)?;
@@ -199,7 +199,7 @@ pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainErr
                 step: teacher_state.as_ref().map(|s| s.step),
                 valid_loss: teacher_state.and_then(|s| s.last_valid_loss),
             }),
-            fractions: request.fractions,
+            settings: request.settings.clone(),
         }),
         created_with: created_with(),
     };
@@ -383,13 +383,13 @@ fn new_config(request: &TrainRequest) -> RunConfig {
     } else {
         request.tokenizer
     };
-    let (kind, distill) = match request.kind {
+    let (kind, distill) = match &request.kind {
         NewModelKind::Flm => (ModelKind::Flm, None),
-        NewModelKind::SelfDistilledFlowMap(fractions) => (
+        NewModelKind::SelfDistilledFlowMap(settings) => (
             ModelKind::FlowMap,
             Some(DistillConfig {
                 teacher: None,
-                fractions,
+                settings: settings.clone(),
             }),
         ),
         NewModelKind::Autoregressive => (ModelKind::Autoregressive, None),

@@ -14,10 +14,10 @@ use serde::Serialize;
 use super::objective::denoising_loss;
 use super::optimizer::{AdamW, AdamWSettings};
 use crate::flow::Schedule;
-use crate::flow::noise::stream_rng;
 use crate::kernels::KernelPath;
 use crate::kernels::bench::median;
 use crate::model::{Dit, ModelConfig, ModelPreset};
+use crate::rng::stream_rng;
 
 /// Untimed steps of each kind before timing (kernel compilation and autotuning).
 const WARMUP: usize = 3;

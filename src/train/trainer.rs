@@ -22,9 +22,10 @@ use super::objective::Objective;
 use super::optimizer::AdamW;
 use crate::data::DataSource;
 use crate::device::ComputeDevice;
-use crate::flow::noise::stream_rng;
-use crate::flow::{SamplerKind, SamplerSettings, Schedule, sample};
-use crate::model::Dit;
+use crate::flow::Schedule;
+use crate::generate::{GenerateRequest, Generator};
+use crate::model::{Dit, ModelKind};
+use crate::rng::stream_rng;
 
 /// Why training could not go on.
 #[derive(Debug, Error)]
@@ -133,7 +134,8 @@ pub fn train(
         tokens_per_step,
     });
 
-    // Validation loss of the EMA weights, logged and reported.
+    let probe = objective.flow_map_probe(&data, &schedule, &base_device);
+    // Validation loss of the EMA weights (and the flow-map probe), logged and reported.
     let validate = |average: &Dit, step: u64| -> Result<f64, CheckpointError> {
         let (loss, parts) = objective.validation_loss(
             average,
@@ -144,11 +146,23 @@ pub fn train(
             &base_device,
         );
         let mut record = json!({"step": step, "valid_loss": loss});
-        for (name, value) in parts {
+        for (name, value) in &parts {
             record[format!("valid_{name}")] = json!(value);
         }
+        let probed = probe
+            .as_ref()
+            .map(|probe| probe.measure(average, &data, &schedule, &base_device))
+            .unwrap_or_default();
+        for (name, value) in &probed {
+            record[*name] = json!(value);
+        }
         append_metric(&run, record)?;
-        send(TrainEvent::Validation { step, loss });
+        let metrics = parts.into_iter().chain(probed).collect();
+        send(TrainEvent::Validation {
+            step,
+            loss,
+            metrics,
+        });
         Ok(loss)
     };
 
@@ -196,7 +210,8 @@ pub fn train(
             });
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let learning_rate = settings.learning_rate_at(step_index);
+        let progress = run_progress(step_index, target_steps, budget, active);
+        let learning_rate = settings.learning_rate_at(step_index, progress);
         let (updated, grad_norm) = optimizer.step(model, grads, learning_rate);
         model = updated;
         if !grad_norm.is_finite() {
@@ -251,16 +266,9 @@ pub fn train(
             validated_at = Some(step);
         }
         if step % settings.sample_every == 0
-            && let Some(sampler) = objective.preview_sampler()
+            && let Some(what) = objective.preview()
         {
-            send(preview(
-                &average,
-                sampler,
-                &schedule,
-                &data,
-                step,
-                &base_device,
-            ));
+            send(preview(&average, what, &data, step, &base_device));
         }
         if step % settings.checkpoint_every == 0
             || last_checkpoint_time.elapsed().as_secs_f64() >= settings.checkpoint_secs
@@ -301,40 +309,52 @@ pub fn train(
 /// sequences for the valid fraction to mean something.
 fn preview(
     model: &Dit,
-    (sampler, steps): (SamplerKind, usize),
-    schedule: &Schedule,
+    (kind, steps): (ModelKind, usize),
     data: &DataSource,
     step: u64,
     device: &Device,
 ) -> TrainEvent {
-    let settings = SamplerSettings {
-        steps,
-        seed: PREVIEW_SEED,
-        stream: 0,
-        batch: if data.task().is_some() { 32 } else { 4 },
+    let generator = Generator {
+        model,
+        kind,
+        tokenizer: data.tokenizer(),
+        task: data.task(),
         seq_len: data.seq_len(),
-        top_k: 0,
     };
-    let output = sample(model, sampler, schedule, &settings, device);
-    let texts = output
-        .tokens
-        .iter()
-        .map(|ids| data.tokenizer().decode(ids))
-        .collect();
-    let valid: Vec<bool> = output
-        .tokens
-        .iter()
-        .filter_map(|ids| data.is_valid(ids))
-        .collect();
-    let valid_fraction = (!valid.is_empty())
-        .then(|| valid.iter().filter(|&&v| v).count() as f64 / valid.len() as f64);
-    TrainEvent::Samples {
-        step,
-        sampler: sampler.name(),
-        steps,
-        texts,
-        valid_fraction,
+    let request = GenerateRequest {
+        seed: PREVIEW_SEED,
+        ..GenerateRequest::new(steps, if data.task().is_some() { 32 } else { 4 })
+    };
+    match generator.generate_all(&request, device) {
+        Ok(generation) => TrainEvent::Samples {
+            step,
+            sampler: generation.sampler.name(),
+            steps,
+            valid_fraction: generation.valid_fraction(),
+            texts: generation.texts,
+        },
+        // The request is fixed and valid for the run's own kind; say so if that ever breaks.
+        Err(error) => TrainEvent::Samples {
+            step,
+            sampler: "none",
+            steps,
+            valid_fraction: None,
+            texts: vec![format!("(no preview: {error})")],
+        },
     }
+}
+
+/// How far through its limits this session is, in [0, 1): the larger of the step and time
+/// shares (0 without limits). The learning-rate decay follows it.
+fn run_progress(
+    step: u64,
+    target_steps: Option<u64>,
+    budget: Option<Duration>,
+    active: Duration,
+) -> f64 {
+    let by_steps = target_steps.map_or(0.0, |target| step as f64 / target.max(1) as f64);
+    let by_time = budget.map_or(0.0, |b| active.as_secs_f64() / b.as_secs_f64().max(1e-9));
+    by_steps.max(by_time).clamp(0.0, 1.0)
 }
 
 /// Seconds left: by the step target at the current speed, or by the time budget, whichever

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::tensor::{Tensor, Tolerance};
 use flm::device::cpu_device;
-use flm::flow::noise::{standard_normal, stream_rng};
+use flm::rng::{standard_normal, stream_rng};
 use flm::train::checkpoint::RunDir;
 use flm::train::{CheckpointError, load_model};
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use flm::device::cpu_device;
-use flm::flow::flow_map::GroupFractions;
+use flm::flow::distill::DistillSettings;
 use flm::flow::{SamplerSettings, Schedule, euler_sample, flow_map_sample};
 use flm::train::checkpoint::{RunDir, load_state};
 use flm::train::setup::prepare_distill;
@@ -30,7 +30,7 @@ fn distill_request(teacher: &Path, out: &Path, steps: u64) -> DistillRequest {
             learning_rate: 2e-3,
             ..micro_request(out, "builtin:repeat").train
         },
-        fractions: GroupFractions::default(),
+        settings: DistillSettings::paper(0.5),
         steps: Some(steps),
         minutes: None,
         resume: false,
@@ -61,6 +61,7 @@ fn untrained_student_samples_exactly_like_its_teacher() {
             batch: 4,
             seq_len: 32,
             top_k: 5,
+            decoding: Default::default(),
         };
         let euler = euler_sample(&teacher, &schedule, &settings, &device);
         let jumps = flow_map_sample(&student, &schedule, &settings, 0.0, &device);
@@ -147,7 +148,7 @@ fn distillation_lowers_the_off_diagonal_loss_and_resumes_exactly() {
 fn self_distillation_trains_a_flow_map_without_a_teacher() {
     let out = temp_dir("fm-self");
     let mut request = micro_request(&out, "builtin:repeat");
-    request.kind = NewModelKind::SelfDistilledFlowMap(GroupFractions::default());
+    request.kind = NewModelKind::SelfDistilledFlowMap(DistillSettings::paper(0.5));
     request.steps = Some(6);
     let (summary, events) = run_request(&request);
     assert_eq!(summary.final_step, 6);
@@ -169,7 +170,7 @@ fn distillation_refuses_bad_teachers_with_clear_errors() {
     // A flow map cannot be a teacher.
     let flow_map = temp_dir("fm-bad-teacher");
     let mut request = micro_request(&flow_map, "builtin:repeat");
-    request.kind = NewModelKind::SelfDistilledFlowMap(GroupFractions::default());
+    request.kind = NewModelKind::SelfDistilledFlowMap(DistillSettings::paper(0.5));
     request.steps = Some(1);
     run_request(&request);
     let error = prepare_distill(&distill_request(&flow_map, &out.join("b"), 1))

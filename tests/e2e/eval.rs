@@ -54,7 +54,7 @@ fn reference_model_learns_and_prefers_real_text_to_shuffled_words() {
     // The same words in a shuffled order, tokenized the same way.
     let text = load_text(&sonnets()).unwrap();
     let mut words: Vec<&str> = text.split_whitespace().collect();
-    let mut rng = flm::flow::noise::stream_rng(3, 0);
+    let mut rng = flm::rng::stream_rng(3, 0);
     use rand::seq::SliceRandom;
     words.shuffle(&mut rng);
     let shuffled_ids = tokenizer.encode(&words.join(" ")).unwrap();

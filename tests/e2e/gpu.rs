@@ -2,8 +2,8 @@
 
 use burn::tensor::{Tensor, TensorData, Tolerance};
 use flm::device::{DeviceChoice, cpu_device, select};
-use flm::flow::noise::{standard_normal, stream_rng};
 use flm::flow::{SamplerSettings, Schedule, euler_sample};
+use flm::rng::{standard_normal, stream_rng};
 use flm::train::load_model;
 use flm::train::setup::prepare_run;
 
@@ -62,6 +62,7 @@ fn wgpu_backend_matches_cpu_for_training_and_sampling() {
         batch: 2,
         seq_len,
         top_k: 3,
+        decoding: Default::default(),
     };
     let a = euler_sample(&on_gpu.model, &schedule, &settings, &gpu.device);
     let b = euler_sample(&on_cpu.model, &schedule, &settings, &cpu_device());

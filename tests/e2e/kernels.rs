@@ -3,11 +3,11 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
 use flm::device::{DeviceChoice, select};
-use flm::flow::noise::{standard_normal, stream_rng};
 use flm::flow::{SamplerKind, SamplerSettings, Schedule, sample_with};
 use flm::kernels::KernelPath;
 use flm::kernels::noisy_input::noisy_input;
 use flm::kernels::sampler_step::{StepCoefficients, fused_sampler_step, reference_sampler_step};
+use flm::rng::{standard_normal, stream_rng};
 use flm::train::{NewModelKind, load_model};
 
 use crate::common::*;
@@ -197,7 +197,7 @@ fn fused_noise_matches_the_host_stream() {
             .z_next
             .reshape([rows, vocab]),
     );
-    let host = flm::flow::noise::counter_normals(77, 5, rows * vocab);
+    let host = flm::rng::counter_normals(77, 5, rows * vocab);
     for (a, b) in fused.iter().zip(&host) {
         // GPU log/cos may differ from the host's in the last bits.
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
@@ -230,6 +230,7 @@ fn samplers_with_and_without_kernels_agree() {
             batch: 3,
             seq_len: 32,
             top_k: 4,
+            decoding: Default::default(),
         };
         let run = |path| sample_with(&loaded.model, kind, &schedule, &settings, path, &device);
         let (fused, reference) = (run(KernelPath::Auto), run(KernelPath::Reference));

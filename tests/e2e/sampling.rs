@@ -15,6 +15,7 @@ fn settings(steps: usize, seed: u64, top_k: usize) -> SamplerSettings {
         batch: 3,
         seq_len: 32,
         top_k,
+        decoding: Default::default(),
     }
 }
 
