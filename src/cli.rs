@@ -145,6 +145,10 @@ pub struct DistillArgs {
     /// more saves teacher calls by reusing recent endpoints).
     #[arg(long)]
     pub endpoint_reuse: Option<usize>,
+    /// Rows read off each teacher trajectory: its one-step jump, then random pairs of its
+    /// grid (exact flow-map targets too, for the cost of the student's own pass).
+    #[arg(long)]
+    pub teacher_pairs: Option<usize>,
     /// Time warp p: times are drawn as w and used as τ = w^p (1 is the paper's; larger puts
     /// more pairs at small τ).
     #[arg(long)]
@@ -592,6 +596,9 @@ impl DistillArgs {
         if let Some(reuse) = self.endpoint_reuse {
             settings.endpoint_reuse = reuse;
         }
+        if let Some(pairs) = self.teacher_pairs {
+            settings.teacher_pairs = pairs;
+        }
         if let Some(warp) = self.time_warp {
             settings.times.warp = warp;
         }
@@ -613,6 +620,7 @@ fn run_distill(args: DistillArgs) -> Result<()> {
         ("--boundary-target", args.boundary_target.is_some()),
         ("--teacher-steps", args.teacher_steps.is_some()),
         ("--endpoint-reuse", args.endpoint_reuse.is_some()),
+        ("--teacher-pairs", args.teacher_pairs.is_some()),
         ("--time-warp", args.time_warp.is_some()),
         ("--midpoint", args.midpoint.is_some()),
         ("--second-time-init", args.second_time_init.is_some()),

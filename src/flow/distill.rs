@@ -65,6 +65,10 @@ pub struct DistillSettings {
     /// `flow::endpoints`).
     #[serde(default = "default_endpoint_reuse")]
     pub endpoint_reuse: usize,
+    /// Rows read off each fresh teacher trajectory: its jump `(0, 1)`, then random pairs of
+    /// its grid, whose flow-map targets are exact too (`flow::sampler::euler_pairs`).
+    #[serde(default = "default_teacher_pairs")]
+    pub teacher_pairs: usize,
     #[serde(default)]
     pub times: TimeSampling,
     #[serde(default)]
@@ -79,6 +83,10 @@ fn default_endpoint_reuse() -> usize {
     1
 }
 
+fn default_teacher_pairs() -> usize {
+    1
+}
+
 impl DistillSettings {
     /// The paper's semigroup recipe with a diagonal share `diagonal`.
     pub fn paper(diagonal: f64) -> Self {
@@ -87,6 +95,7 @@ impl DistillSettings {
             boundary_target: BoundaryTarget::Semigroup,
             teacher_steps: default_teacher_steps(),
             endpoint_reuse: default_endpoint_reuse(),
+            teacher_pairs: default_teacher_pairs(),
             times: TimeSampling::default(),
             second_time_init: SecondTimeInit::Random,
         }
@@ -107,6 +116,19 @@ impl DistillSettings {
                 "endpoint reuse must be in 1..=64, got {}",
                 self.endpoint_reuse
             ));
+        }
+        if !(1..=16).contains(&self.teacher_pairs) {
+            return Err(format!(
+                "teacher pairs per trajectory must be in 1..=16, got {}",
+                self.teacher_pairs
+            ));
+        }
+        if self.teacher_pairs > 1 && self.endpoint_reuse > 1 {
+            return Err(
+                "trajectory pairs need the whole teacher path, so they are never reused: \
+                 use --endpoint-reuse 1 with --teacher-pairs above 1"
+                    .into(),
+            );
         }
         if !(1..=1024).contains(&self.teacher_steps) {
             return Err(format!(
@@ -148,7 +170,11 @@ pub struct FlowMapObjective {
 
 impl FlowMapObjective {
     pub fn new(teacher: Option<Dit>, settings: DistillSettings) -> Self {
-        let endpoints = EndpointPool::new(settings.endpoint_reuse, settings.teacher_steps);
+        let endpoints = EndpointPool::new(
+            settings.endpoint_reuse,
+            settings.teacher_steps,
+            settings.teacher_pairs,
+        );
         Self {
             teacher,
             settings,
@@ -193,7 +219,7 @@ impl FlowMapObjective {
             vocab,
         } = batch;
         let examples = tokens.len() / seq_len;
-        let pairs = TimePairs::draw(
+        let mut pairs = TimePairs::draw(
             rng,
             examples,
             self.settings.fractions,
@@ -209,8 +235,8 @@ impl FlowMapObjective {
             KernelPath::Auto,
             base_device,
         );
-        // Boundary rows with teacher targets start from the pool's noise, whose endpoints
-        // are known.
+        // Boundary rows with teacher targets start from the teacher's own noise (or points of
+        // its trajectories), whose targets are known; they take those rows' times.
         let boundary =
             pairs.diagonal_count()..pairs.diagonal_count() + pairs.count(PairKind::Boundary);
         let (x_s, endpoints) = match (&self.teacher, self.settings.boundary_target) {
@@ -220,6 +246,7 @@ impl FlowMapObjective {
                     .lock()
                     .expect("the endpoint pool is never left half-updated")
                     .take(boundary.len(), seq_len, teacher, schedule, rng, base_device);
+                pairs.set_times(boundary.clone(), &rows.tau_s, &rows.tau_t, schedule);
                 let x_s = x_s.slice_assign([boundary, 0..seq_len, 0..vocab], rows.noise);
                 (x_s, Some(rows.targets))
             }
@@ -458,7 +485,7 @@ mod tests {
         );
         assert_eq!(pairs.count(PairKind::Boundary), rows);
         replay.next_u64();
-        let expected_rows = EndpointPool::new(1, steps).take(
+        let expected_rows = EndpointPool::new(1, steps, 1).take(
             rows,
             seq_len,
             &teacher,

@@ -225,6 +225,24 @@ impl TimePairs {
         self.kinds.is_empty()
     }
 
+    /// Gives the examples in `rows` the times `(τ_s, τ_t)` (midpoint halfway), e.g. for rows
+    /// whose inputs and targets were read off a teacher trajectory.
+    pub fn set_times(
+        &mut self,
+        rows: std::ops::Range<usize>,
+        tau_s: &[f64],
+        tau_t: &[f64],
+        schedule: &Schedule,
+    ) {
+        for ((row, &s), &t) in rows.zip(tau_s).zip(tau_t) {
+            let u = 0.5 * (s + t);
+            (self.tau_s[row], self.tau_u[row], self.tau_t[row]) = (s, u, t);
+            self.gamma_s[row] = schedule.gamma(s);
+            self.gamma_u[row] = schedule.gamma(u);
+            self.gamma_t[row] = schedule.gamma(t);
+        }
+    }
+
     /// Number of leading diagonal examples.
     pub fn diagonal_count(&self) -> usize {
         self.count(PairKind::Diagonal)

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 pub use super::decoding::argmax_tokens;
 use super::decoding::{Decoding, decode};
-use super::flow_map::FlowMapStep;
+use super::flow_map::{FlowMapStep, per_example};
 use super::schedule::Schedule;
 use super::trajectory::{Frame, SampleTrajectory, Trajectory};
 use crate::kernels::KernelPath;
@@ -258,6 +258,85 @@ pub fn euler_endpoint(
         z = sampler_step(logits, z, coefficients, 0, path).z_next;
     }
     z
+}
+
+/// Flow-map training pairs read off a teacher's Euler trajectories (DESIGN §6a).
+///
+/// Euler steps `z_{m+1} = keep_m·z_m + moved_m·D_m` make `z_j` an affine function of `z_i` and
+/// the denoiser outputs between them, so for grid indices `i < j` the flow map from `γ_i` to
+/// `γ_j` is known exactly: `X_{γ_i,γ_j}(z_i) = z_j` with the target
+/// `δ = (z_j − ((1−γ_j)/(1−γ_i))·z_i)·(1−γ_i)/(γ_j−γ_i)`, a convex combination of the `D_m`
+/// (a point of the simplex). `(0, K)` is the one-step jump: its target is the endpoint.
+pub struct EulerPairs {
+    /// Per requested pair: the point `z_i` (rows, L, V).
+    pub inputs: Vec<Tensor<3>>,
+    /// Per requested pair: the target `δ` (rows, L, V).
+    pub targets: Vec<Tensor<3>>,
+}
+
+/// Runs `model` (an FLM) for `steps` Euler steps from `noise` (rows, L, V) and returns, for
+/// each entry of `pairs` (one `(i, j)` per row, `0 ≤ i < j ≤ steps`), the inputs and targets
+/// of [`EulerPairs`].
+pub fn euler_pairs(
+    model: &Dit,
+    noise: Tensor<3>,
+    schedule: &Schedule,
+    steps: usize,
+    pairs: &[Vec<(usize, usize)>],
+    path: KernelPath,
+) -> EulerPairs {
+    let [rows, ..] = noise.dims();
+    let device = noise.device();
+    let plan = plan(SamplerKind::Euler, schedule, steps);
+    let gamma = |index: usize| plan.get(index).map_or(1.0, |step| step.gamma);
+    // Weight of D_m in the target of (i, j): moved_m·Π_{k=m+1}^{j−1} keep_k·(1−γ_i)/(γ_j−γ_i).
+    let weight = |(i, j): (usize, usize), m: usize| -> f64 {
+        if m < i || m >= j {
+            return 0.0;
+        }
+        let kept: f64 = plan[m + 1..j].iter().map(|step| step.keep).product();
+        plan[m].moved * kept * (1.0 - gamma(i)) / (gamma(j) - gamma(i))
+    };
+    for slot in pairs {
+        assert_eq!(slot.len(), rows, "one pair per row");
+        assert!(
+            slot.iter().all(|&(i, j)| i < j && j <= steps),
+            "pairs must satisfy 0 ≤ i < j ≤ steps"
+        );
+    }
+    let zeros = || Tensor::<3>::zeros(noise.dims(), &device);
+    let mut inputs: Vec<Tensor<3>> = pairs.iter().map(|_| zeros()).collect();
+    let mut targets: Vec<Tensor<3>> = pairs.iter().map(|_| zeros()).collect();
+    let mut z = noise;
+    for (m, step) in plan.iter().enumerate() {
+        for (slot, input) in pairs.iter().zip(inputs.iter_mut()) {
+            let starts: Vec<f64> = slot
+                .iter()
+                .map(|&(i, _)| f64::from(u8::from(i == m)))
+                .collect();
+            if starts.iter().any(|&w| w > 0.0) {
+                *input = input.clone() + z.clone() * per_example(&starts, &device);
+            }
+        }
+        let tau = Tensor::<1>::full([rows], step.tau as f32, &device);
+        let logits = model.forward(z.clone(), tau, None);
+        let coefficients = StepCoefficients {
+            keep: step.keep as f32,
+            moved: step.moved as f32,
+            noise: 0.0,
+            seed: 0,
+            counter: 0,
+        };
+        let denoised = burn::tensor::activation::softmax(logits.clone(), 2);
+        for (slot, target) in pairs.iter().zip(targets.iter_mut()) {
+            let weights: Vec<f64> = slot.iter().map(|&pair| weight(pair, m)).collect();
+            if weights.iter().any(|&w| w > 0.0) {
+                *target = target.clone() + denoised.clone() * per_example(&weights, &device);
+            }
+        }
+        z = sampler_step(logits, z, coefficients, 0, path).z_next;
+    }
+    EulerPairs { inputs, targets }
 }
 
 /// Collects per-step statistics; only (B, L, k) numbers ever leave the device.
