@@ -3,11 +3,10 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
-/// Mean cross-entropy over all B·L tokens: logits (B, L, V), targets (B, L).
+/// Mean cross-entropy over all B·L tokens: logits (B, L, V), targets (B, L) (one fused pass
+/// on the CPU, `kernels::fused`).
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
-    let log_probs = log_softmax(logits, 2);
-    let picked = log_probs.gather(2, targets.unsqueeze_dim::<3>(2)); // (B, L, 1)
-    picked.mean().neg()
+    crate::kernels::fused::cross_entropy(logits, targets)
 }
 
 /// Mean soft-label cross-entropy `−Σ_v target_v·log softmax(logits)_v`, for distillation

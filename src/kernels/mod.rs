@@ -3,6 +3,7 @@
 //! (and any test that asks) takes the reference path.
 
 pub mod bench;
+pub mod fused;
 pub mod noisy_input;
 pub mod sampler_step;
 

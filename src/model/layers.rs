@@ -2,11 +2,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+
+use crate::kernels::fused::attention_weights;
 
 /// Draws initial weights on the host from a seeded stream, so a model's initialisation
 /// depends only on its seed (not on a backend's global RNG shared with other threads).
@@ -74,18 +76,7 @@ pub fn modulate(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>) -> Tensor<3> {
     x * (scale.unsqueeze_dim::<3>(1) + 1.0) + shift.unsqueeze_dim::<3>(1)
 }
 
-/// GELU with the tanh approximation; written out because `x³` must stay exact for negative x.
-pub fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
-    const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-    let cubed = x.clone() * x.clone() * x.clone();
-    let inner = (x.clone() + cubed * 0.044715) * SQRT_2_OVER_PI;
-    x * (inner.tanh() + 1.0) * 0.5
-}
-
-/// `cap·tanh(a/cap)`: bounds logits smoothly (DESIGN §3).
-pub fn soft_cap<const D: usize>(a: Tensor<D>, cap: f32) -> Tensor<D> {
-    (a / cap).tanh() * cap
-}
+pub use crate::kernels::fused::{gelu_tanh, soft_cap};
 
 /// LayerNorm with a learned scale and no bias, over the last axis.
 #[derive(Module, Debug)]
@@ -100,16 +91,10 @@ impl LayerNorm {
         }
     }
 
-    /// Zero mean, unit variance over the last axis.
-    pub fn normalize(x: Tensor<3>) -> Tensor<3> {
-        let mean = x.clone().mean_dim(2);
-        let centered = x - mean;
-        let var = centered.clone().square().mean_dim(2);
-        centered / (var + 1e-6).sqrt()
-    }
-
+    /// Zero mean, unit variance over the last axis, times the scale (one fused pass on the
+    /// CPU, `kernels::fused`).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        Self::normalize(x) * self.weight.val().unsqueeze_dims::<3>(&[0, 1])
+        crate::kernels::fused::layer_norm(x, self.weight.val())
     }
 }
 
@@ -197,21 +182,7 @@ pub fn rotary_tables(seq_len: usize, head_dim: usize, device: &Device) -> (Tenso
 }
 
 /// Rotate-half RoPE on (B, H, L, hd): `[x1·cos − x2·sin, x2·cos + x1·sin]`.
-pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
-    let [_, _, _, head_dim] = x.dims();
-    let half = head_dim / 2;
-    let cos = cos.clone().unsqueeze_dims::<4>(&[0, 1]);
-    let sin = sin.clone().unsqueeze_dims::<4>(&[0, 1]);
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    Tensor::cat(
-        vec![
-            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
-            x2 * cos + x1 * sin,
-        ],
-        3,
-    )
-}
+pub use crate::kernels::fused::rotary as apply_rotary;
 
 /// Multi-head self-attention with rotary positions and soft-capped logits: bidirectional for
 /// denoisers, causal for the autoregressive reference model.
@@ -245,7 +216,6 @@ impl SelfAttention {
     /// x: (B, L, d) → (B, L, d).
     pub fn forward(&self, x: Tensor<3>, rotary: &(Tensor<2>, Tensor<2>)) -> Tensor<3> {
         let [batch, len, d_model] = x.dims();
-        let x_device = x.device();
         let head_dim = d_model / self.n_heads;
         let split_heads = |t: Tensor<3>| {
             t.reshape([batch, len, self.n_heads, head_dim])
@@ -258,23 +228,12 @@ impl SelfAttention {
         let query = apply_rotary(query, &rotary.0, &rotary.1);
         let key = apply_rotary(key, &rotary.0, &rotary.1);
 
-        let scores = query.matmul(key.swap_dims(2, 3)) / (head_dim as f64).sqrt(); // (B, H, L, L)
-        let mut scores = soft_cap(scores, self.softcap);
-        if self.causal {
-            scores = scores + causal_mask(len, &x_device).unsqueeze_dims::<4>(&[0, 1]);
-        }
-        let weights = softmax(scores, 3);
+        // softmax(cap·tanh(q·k/(√hd·cap))), keys after the query masked when causal.
+        let scores = query.matmul(key.swap_dims(2, 3)); // (B, H, L, L)
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let weights = attention_weights(scores, scale, self.softcap, self.causal);
         let mixed = weights.matmul(value); // (B, H, L, hd)
         let merged = mixed.swap_dims(1, 2).reshape([batch, len, d_model]);
         self.out.forward(merged)
     }
-}
-
-/// (L, L) additive mask: 0 where position i may attend to j ≤ i, a large negative number above
-/// the diagonal (after the soft cap, so the cap cannot undo it).
-fn causal_mask(len: usize, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = (0..len * len)
-        .map(|k| if k % len > k / len { -1e9 } else { 0.0 })
-        .collect();
-    Tensor::from_data(TensorData::new(values, [len, len]), device)
 }

@@ -11,3 +11,5 @@ pub use dit::Dit;
 
 #[cfg(test)]
 pub(crate) use dit::tests_support;
+#[cfg(test)]
+pub(crate) use layers::rotary_tables as rotary_tables_for_tests;
