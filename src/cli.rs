@@ -410,26 +410,66 @@ pub enum BenchTarget {
         #[arg(long)]
         json: bool,
     },
-    /// One FLM training step (loss, backward, AdamW) with the fused noisy-input kernel and with
-    /// the input drawn on the host, alternating step by step, on the wgpu device.
+    /// FLM training steps (loss, backward, AdamW, EMA, loss read back) with flm's own
+    /// kernels and without them, alternating step by step; tokens/s and peak memory.
     Train {
-        /// Vocabulary size V (the input is B×L×V).
-        #[arg(long, default_value_t = 8192)]
-        vocab: usize,
-        /// Model size: micro, tiny, small or base.
-        #[arg(long, default_value = "micro")]
-        preset: ModelPreset,
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        #[arg(long, default_value_t = 128)]
-        seq_len: usize,
+        #[command(flatten)]
+        shape: BenchShapeArgs,
         /// Timed steps of each kind (after 3 warm-up steps each); the median is reported.
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// Print JSON instead of a line.
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        device: DeviceArg,
     },
+    /// Sampling one batch with N Euler steps (N network calls), with flm's kernels and
+    /// without them, alternating; ms per network call and peak memory.
+    Sample {
+        #[command(flatten)]
+        shape: BenchShapeArgs,
+        /// Network calls per sample, comma-separated: one timing each.
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        steps: Vec<usize>,
+        /// Timed batches of each kind (after 3 warm-ups); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArg,
+    },
+}
+
+/// The model and batch a benchmark runs.
+#[derive(Args, Debug)]
+pub struct BenchShapeArgs {
+    /// Model size.
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub preset: ModelPreset,
+    /// Vocabulary size V (the input is B×L×V).
+    #[arg(long, default_value_t = 1024)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+}
+
+impl BenchShapeArgs {
+    fn shape(&self) -> Result<flm::train::throughput::BenchShape> {
+        if self.batch == 0 || self.seq_len == 0 || self.vocab < 2 {
+            bail!("--batch and --seq-len must be at least 1 and --vocab at least 2");
+        }
+        Ok(flm::train::throughput::BenchShape {
+            preset: self.preset,
+            vocab: self.vocab,
+            batch: self.batch,
+            seq_len: self.seq_len,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -1148,13 +1188,18 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Kernels { runs, vocab, json } => run_kernel_bench(runs, vocab, json),
         BenchTarget::Train {
-            vocab,
-            preset,
-            batch,
-            seq_len,
+            shape,
             steps,
             json,
-        } => run_train_bench(vocab, preset, batch, seq_len, steps, json),
+            device,
+        } => run_train_bench(&shape, steps, json, device.device),
+        BenchTarget::Sample {
+            shape,
+            steps,
+            runs,
+            json,
+            device,
+        } => run_sample_bench(&shape, &steps, runs, json, device.device),
     }
 }
 
@@ -1210,45 +1255,96 @@ fn run_kernel_bench(runs: usize, vocab: Vec<usize>, json: bool) -> Result<()> {
 }
 
 fn run_train_bench(
-    vocab: usize,
-    preset: ModelPreset,
-    batch: usize,
-    seq_len: usize,
+    shape: &BenchShapeArgs,
     steps: usize,
     json: bool,
+    device: DeviceChoice,
 ) -> Result<()> {
-    if steps == 0 || batch == 0 || seq_len == 0 {
-        bail!("--steps, --batch and --seq-len must be at least 1");
+    if steps == 0 {
+        bail!("--steps must be at least 1");
     }
-    // The fused input exists only on wgpu: this benchmark always runs there.
-    let device = pick_device(DeviceChoice::Gpu)?;
-    let times = flm::train::throughput::time_training_steps(
-        &device.device,
-        preset,
-        vocab,
-        batch,
-        seq_len,
-        steps,
-    )
-    .map_err(|e| anyhow::anyhow!("--vocab {vocab}: {e}"))?;
+    let shape = shape.shape()?;
+    let device = pick_device(device)?;
+    let timing = flm::train::throughput::time_training_steps(&device.device, shape, steps)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let peak = flm::train::throughput::peak_rss_mib();
     if json {
-        let report = json!({"device": device.description, "bench": times});
+        let report = json!({"device": device.description, "shape": shape,
+            "parameters": shape.parameters(), "train": timing, "peak_rss_mib": peak});
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!(
-        "training step, preset {}, V={}, B={}, L={}, median of {} steps each (alternating), {}",
-        times.preset, times.vocab, times.batch, times.seq_len, times.steps, device.description
+        "training step, preset {}, {} parameters, V={}, B={}, L={}, median of {} steps each (alternating), {}",
+        shape.preset,
+        shape.parameters(),
+        shape.vocab,
+        shape.batch,
+        shape.seq_len,
+        timing.runs,
+        device.description
     );
     println!(
-        "  fused noisy input: {:8.1} ms/step  {:7.0} tokens/s",
-        times.fused_ms, times.fused_tokens_per_sec
+        "  with flm's kernels:    {:8.1} ms/step  {:7.0} tokens/s",
+        timing.kernels_ms, timing.tokens_per_sec
     );
     println!(
-        "  host noisy input:  {:8.1} ms/step  {:7.0} tokens/s",
-        times.host_ms, times.host_tokens_per_sec
+        "  without (burn ops):    {:8.1} ms/step  {:7.0} tokens/s",
+        timing.reference_ms,
+        timing.tokens_per_sec / timing.speedup
     );
-    println!("  speed-up: {:.2}x", times.host_ms / times.fused_ms);
+    println!("  speed-up: {:.2}x", timing.speedup);
+    if let Some(peak) = peak {
+        println!("  peak memory: {peak:.0} MiB");
+    }
+    Ok(())
+}
+
+fn run_sample_bench(
+    shape: &BenchShapeArgs,
+    steps: &[usize],
+    runs: usize,
+    json: bool,
+    device: DeviceChoice,
+) -> Result<()> {
+    if runs == 0 || steps.contains(&0) {
+        bail!("--runs and every --steps value must be at least 1");
+    }
+    let shape = shape.shape()?;
+    let device = pick_device(device)?;
+    let mut results = Vec::new();
+    for &n in steps {
+        let timing = flm::train::throughput::time_sampling(&device.device, shape, n, runs)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        results.push((n, timing));
+    }
+    let peak = flm::train::throughput::peak_rss_mib();
+    if json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(n, t)| json!({"network_calls": n, "timing": t, "ms_per_call": t.kernels_ms / *n as f64}))
+            .collect();
+        let report = json!({"device": device.description, "shape": shape,
+            "parameters": shape.parameters(), "sample": rows, "peak_rss_mib": peak});
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "sampling a batch, preset {}, V={}, B={}, L={}, median of {runs} batches each (alternating), {}",
+        shape.preset, shape.vocab, shape.batch, shape.seq_len, device.description
+    );
+    for (n, t) in &results {
+        println!(
+            "  {n:>4} calls: {:9.1} ms ({:7.1} ms/call) with flm's kernels, {:9.1} ms without, {:.2}x",
+            t.kernels_ms,
+            t.kernels_ms / *n as f64,
+            t.reference_ms,
+            t.speedup
+        );
+    }
+    if let Some(peak) = peak {
+        println!("  peak memory: {peak:.0} MiB");
+    }
     Ok(())
 }
 

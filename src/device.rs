@@ -106,6 +106,9 @@ pub fn best_adapter() -> Option<AdapterSummary> {
     adapters
         .iter()
         .map(|a| a.get_info())
+        // Burn computes through Vulkan, Metal or DX12; on an OpenGL adapter it lacks float
+        // atomics and autotuning can deadlock (seen on Mesa's llvmpipe), so GL never counts.
+        .filter(|info| info.backend != wgpu::Backend::Gl)
         .map(|info| AdapterSummary {
             is_cpu: info.device_type == wgpu::DeviceType::Cpu,
             name: info.name,
@@ -157,8 +160,9 @@ fn cpu(description: String) -> ComputeDevice {
 fn gpu() -> Result<ComputeDevice, String> {
     let adapter = best_adapter().ok_or_else(|| {
         String::from(
-            "no GPU adapter found for --device gpu\n  hint: install Vulkan drivers \
-             (on Debian/Ubuntu: mesa-vulkan-drivers libvulkan1) or use --device cpu",
+            "no GPU adapter found for --device gpu (OpenGL-only adapters cannot run Burn's \
+             compute)\n  hint: install Vulkan drivers (on Debian/Ubuntu: mesa-vulkan-drivers \
+             libvulkan1) or use --device cpu",
         )
     })?;
     let device = wgpu_runtime()

@@ -26,18 +26,13 @@ const GELU_CUBIC: f32 = 0.044_715;
 /// LayerNorm's variance floor.
 pub const LAYER_NORM_EPS: f32 = 1e-6;
 
-/// Whether tensors on `device` take the fused kernels (Flex, with or without autodiff).
+/// Whether tensors on `device` take the fused kernels (Flex, with or without autodiff, unless
+/// `kernels::set_enabled(false)` or `FLM_KERNELS=off`).
 pub fn runs_fused(device: &Device) -> bool {
     matches!(
         device.clone().without_autodiff().as_dispatch(),
         DispatchDevice::Flex(_)
-    ) && !fused_disabled()
-}
-
-/// `FLM_FUSED=off` runs the reference ops everywhere, to compare whole runs (`flm bench`).
-fn fused_disabled() -> bool {
-    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DISABLED.get_or_init(|| std::env::var("FLM_FUSED").is_ok_and(|v| v == "off"))
+    ) && super::enabled()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ pub mod fused;
 pub mod noisy_input;
 pub mod sampler_step;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::Device;
 
 /// Which implementation of a fused operation to run.
@@ -20,17 +22,29 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// Whether the WGSL kernel runs for tensors on `device`. `FLM_KERNELS=off` in the
-    /// environment turns every kernel off, to compare whole runs with and without them.
+    /// Whether the WGSL kernel runs for tensors on `device`.
     pub fn uses_kernel(self, device: &Device) -> bool {
-        self == KernelPath::Auto && runs_on_gpu(device) && !kernels_disabled()
+        self == KernelPath::Auto && runs_on_gpu(device) && enabled()
     }
 }
 
-fn kernels_disabled() -> bool {
-    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DISABLED.get_or_init(|| std::env::var("FLM_KERNELS").is_ok_and(|v| v == "off"))
+/// Whether flm's own kernels (WGSL on wgpu, `fused` on the CPU) run at all. On unless
+/// `FLM_KERNELS=off` is set; benchmarks switch it to time both paths in one process.
+pub fn enabled() -> bool {
+    ENABLED
+        .get_or_init(|| AtomicBool::new(!std::env::var("FLM_KERNELS").is_ok_and(|v| v == "off")))
+        .load(Ordering::Relaxed)
 }
+
+/// Turns flm's kernels on or off for the whole process (benchmarks only: results are the
+/// same either way, only speed differs).
+pub fn set_enabled(on: bool) {
+    ENABLED
+        .get_or_init(|| AtomicBool::new(on))
+        .store(on, Ordering::Relaxed);
+}
+
+static ENABLED: std::sync::OnceLock<AtomicBool> = std::sync::OnceLock::new();
 
 /// The counter-based normal generator every kernel pastes in (`counter_rng` template slot).
 pub(crate) const COUNTER_RNG: &str = include_str!("../../shaders/counter_rng.wgsl");
