@@ -156,6 +156,10 @@ pub struct DistillArgs {
     /// Midpoint u of an off-diagonal pair: halfway (middle) or uniform in (s, t) (random).
     #[arg(long, value_enum)]
     pub midpoint: Option<Midpoint>,
+    /// Draw off-diagonal pairs on the dyadic grid of 2^N steps (the jumps of 1-, 2-, 4-…
+    /// step sampling) instead of anywhere; 0 keeps the continuous draw.
+    #[arg(long)]
+    pub dyadic_levels: Option<u32>,
     /// Hidden layer of the second time embedder: fresh (random) or a copy of the teacher's
     /// first embedder (teacher).
     #[arg(long, value_enum)]
@@ -645,6 +649,9 @@ impl DistillArgs {
         if let Some(midpoint) = self.midpoint {
             settings.times.midpoint = midpoint;
         }
+        if let Some(levels) = self.dyadic_levels {
+            settings.times.dyadic_levels = (levels > 0).then_some(levels);
+        }
         if let Some(init) = self.second_time_init {
             settings.second_time_init = init;
         }
@@ -663,6 +670,7 @@ fn run_distill(args: DistillArgs) -> Result<()> {
         ("--teacher-pairs", args.teacher_pairs.is_some()),
         ("--time-warp", args.time_warp.is_some()),
         ("--midpoint", args.midpoint.is_some()),
+        ("--dyadic-levels", args.dyadic_levels.is_some()),
         ("--second-time-init", args.second_time_init.is_some()),
     ]);
     args.run.check(shaping)?;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use eframe::egui;
 
+use crate::train::metrics_log::{self, LossCurves};
+
 use super::dialogs::PickPurpose;
 use super::style;
 use super::{FlmApp, View};
@@ -18,14 +20,8 @@ pub struct CheckpointsState {
     pub confirm_delete: Option<PathBuf>,
     pub exporting: bool,
     /// Loss curves of the selected run, read from its metrics.jsonl.
-    curves: Option<(PathBuf, Curves)>,
+    curves: Option<(PathBuf, LossCurves)>,
     list_error: Option<String>,
-}
-
-#[derive(Default)]
-struct Curves {
-    train: Vec<[f64; 2]>,
-    valid: Vec<[f64; 2]>,
 }
 
 impl CheckpointsState {
@@ -230,7 +226,8 @@ impl FlmApp {
             }
         }
         if self.checkpoints.curves.as_ref().map(|(dir, _)| dir) != Some(&run.dir) {
-            self.checkpoints.curves = Some((run.dir.clone(), read_curves(&run.dir)));
+            let lines = metrics_log::read(&crate::train::RunDir::new(&run.dir).metrics_path());
+            self.checkpoints.curves = Some((run.dir.clone(), LossCurves::from_lines(&lines)));
         }
         if let Some((_, curves)) = &self.checkpoints.curves {
             super::train_view::loss_curves(ui, "run", &curves.train, &curves.valid, 180.0);
@@ -287,28 +284,4 @@ fn kind_name(kind: ModelKind) -> &'static str {
         ModelKind::FlowMap => "FMLM",
         ModelKind::Autoregressive => "AR reference",
     }
-}
-
-/// Train and validation losses from a run's metrics.jsonl (missing or odd lines are skipped:
-/// the file may be mid-write).
-fn read_curves(dir: &std::path::Path) -> Curves {
-    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else {
-        return Curves::default();
-    };
-    let mut curves = Curves::default();
-    for line in text.lines() {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let Some(step) = value["step"].as_f64() else {
-            continue;
-        };
-        if let Some(loss) = value["loss"].as_f64() {
-            curves.train.push([step, loss]);
-        }
-        if let Some(loss) = value["valid_loss"].as_f64() {
-            curves.valid.push([step, loss]);
-        }
-    }
-    curves
 }

@@ -104,6 +104,11 @@ pub enum Midpoint {
 pub struct TimeSampling {
     pub warp: f64,
     pub midpoint: Midpoint,
+    /// Off-diagonal pairs on the dyadic grid of `2^levels` steps instead of anywhere: a level
+    /// `ℓ < levels` uniformly, then one of its `2^ℓ` jumps `(j, j+1)·2^−ℓ` — exactly the jumps
+    /// 1-, 2-, 4-… step samplers make. `None` is the paper's continuous draw.
+    #[serde(default)]
+    pub dyadic_levels: Option<u32>,
 }
 
 impl Default for TimeSampling {
@@ -111,12 +116,19 @@ impl Default for TimeSampling {
         Self {
             warp: 1.0,
             midpoint: Midpoint::Middle,
+            dyadic_levels: None,
         }
     }
 }
 
 impl TimeSampling {
     pub fn validate(&self) -> Result<(), String> {
+        if self
+            .dyadic_levels
+            .is_some_and(|levels| !(1..=10).contains(&levels))
+        {
+            return Err("dyadic levels must be in 1..=10".into());
+        }
         if !(self.warp.is_finite() && (0.25..=8.0).contains(&self.warp)) {
             return Err(format!(
                 "the time warp p must be in [0.25, 8] (τ = w^p; 1 is the paper's), got {}",
@@ -190,10 +202,22 @@ impl TimePairs {
             w_u.push(0.5);
             w_t.push(1.0);
         }
-        // Stratified gaps d cover short and long jumps evenly in every batch.
-        for gap in stratified_taus(rng, off_diagonal) {
-            let start = rng.random::<f64>() * (1.0 - gap);
-            let end = start + gap;
+        // Stratified gaps d cover short and long jumps evenly in every batch; on the dyadic
+        // grid, stratified levels do.
+        for draw in stratified_taus(rng, off_diagonal) {
+            let (start, end) = match sampling.dyadic_levels {
+                None => {
+                    let start = rng.random::<f64>() * (1.0 - draw);
+                    (start, start + draw)
+                }
+                Some(levels) => {
+                    let level = ((draw * levels as f64) as u32).min(levels - 1);
+                    let jumps = 1u64 << level;
+                    let j = rng.random_range(0..jumps);
+                    (j as f64 / jumps as f64, (j + 1) as f64 / jumps as f64)
+                }
+            };
+            let gap = end - start;
             let middle = match sampling.midpoint {
                 Midpoint::Middle => 0.5 * (start + end),
                 Midpoint::Random => start + rng.random::<f64>() * gap,
@@ -446,7 +470,11 @@ mod tests {
             (3.0, Midpoint::Random),
             (0.5, Midpoint::Random),
         ] {
-            let sampling = TimeSampling { warp, midpoint };
+            let sampling = TimeSampling {
+                warp,
+                midpoint,
+                ..TimeSampling::default()
+            };
             let mut below_tenth = 0;
             for _ in 0..500 {
                 let pairs =
@@ -475,7 +503,7 @@ mod tests {
         assert!(
             TimeSampling {
                 warp: 0.0,
-                midpoint: Midpoint::Middle
+                ..TimeSampling::default()
             }
             .validate()
             .is_err()
@@ -487,8 +515,8 @@ mod tests {
     fn random_midpoints_spread_over_the_pair() {
         let schedule = Schedule::new(30).unwrap();
         let sampling = TimeSampling {
-            warp: 1.0,
             midpoint: Midpoint::Random,
+            ..TimeSampling::default()
         };
         let pairs = TimePairs::draw(
             &mut stream_rng(8, 0),
@@ -508,6 +536,50 @@ mod tests {
             relative.iter().filter(|&&r| r < 0.25).count() as f64 / relative.len() as f64;
         assert!((mean - 0.5).abs() < 0.03, "mean relative midpoint {mean}");
         assert!((below_quarter - 0.25).abs() < 0.03, "{below_quarter}");
+    }
+
+    #[test]
+    fn dyadic_pairs_are_the_jumps_of_power_of_two_samplers() {
+        let schedule = Schedule::new(30).unwrap();
+        let sampling = TimeSampling {
+            dyadic_levels: Some(3),
+            ..TimeSampling::default()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rng = stream_rng(12, 0);
+        for _ in 0..400 {
+            let pairs = TimePairs::draw(
+                &mut rng,
+                12,
+                GroupFractions::with_diagonal(0.0),
+                sampling,
+                &schedule,
+            );
+            for i in 0..pairs.len() {
+                let (s, t) = (pairs.tau_s[i], pairs.tau_t[i]);
+                let gap = t - s;
+                assert!(
+                    [1.0, 0.5, 0.25].iter().any(|g| (gap - g).abs() < 1e-12),
+                    "gap {gap}"
+                );
+                assert!(
+                    (s / gap).fract().abs() < 1e-9,
+                    "{s} is not a multiple of {gap}"
+                );
+                assert!((pairs.tau_u[i] - (s + t) / 2.0).abs() < 1e-12);
+                seen.insert(((s * 8.0) as u32, (t * 8.0) as u32));
+            }
+        }
+        // Levels 0, 1, 2: 1 + 2 + 4 distinct jumps.
+        assert_eq!(seen.len(), 7, "{seen:?}");
+        assert!(
+            TimeSampling {
+                dyadic_levels: Some(0),
+                ..TimeSampling::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

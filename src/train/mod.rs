@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod ema;
 pub mod events;
+pub mod metrics_log;
 pub mod objective;
 pub mod optimizer;
 mod params;

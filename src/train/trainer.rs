@@ -1,15 +1,12 @@
 //! The training loop shared by FLM training (DESIGN §4) and flow-map distillation (DESIGN §6):
 //! the objective's loss, AdamW, EMA; validation, previews and atomic checkpoints along the way.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use serde_json::json;
 use thiserror::Error;
 
 use super::checkpoint::{
@@ -18,6 +15,7 @@ use super::checkpoint::{
 use super::config::RunConfig;
 use super::ema;
 use super::events::{RunControl, StopReason, TrainEvent};
+use super::metrics_log::{self, MetricLine};
 use super::objective::Objective;
 use super::optimizer::AdamW;
 use crate::data::DataSource;
@@ -95,7 +93,7 @@ pub fn train(
 
     let (mut model, mut average, mut optimizer, mut state) = if run.has_checkpoint() {
         let resumed = load_resume_state(&run, &config, &grad_device)?;
-        truncate_metrics(&run, resumed.state.step)?;
+        metrics_log::truncate_after(&run.metrics_path(), resumed.state.step)?;
         (
             resumed.online,
             resumed.ema,
@@ -104,7 +102,7 @@ pub fn train(
         )
     } else {
         // Lines from an attempt that died before its first checkpoint describe no saved state.
-        truncate_metrics(&run, 0)?;
+        metrics_log::truncate_after(&run.metrics_path(), 0)?;
         let model = objective.initial_model(&config, settings.seed, &grad_device);
         let average = ema::snapshot(&model);
         let state = TrainingState {
@@ -145,18 +143,18 @@ pub fn train(
             &schedule,
             &base_device,
         );
-        let mut record = json!({"step": step, "valid_loss": loss});
-        for (name, value) in &parts {
-            record[format!("valid_{name}")] = json!(value);
-        }
         let probed = probe
             .as_ref()
             .map(|probe| probe.measure(average, &data, &schedule, &base_device))
             .unwrap_or_default();
-        for (name, value) in &probed {
-            record[*name] = json!(value);
+        let record = MetricLine {
+            step,
+            valid_loss: Some(loss),
+            ..MetricLine::default()
         }
-        append_metric(&run, record)?;
+        .with_parts("valid_", &parts)
+        .with_parts("", &probed);
+        metrics_log::append(&run.metrics_path(), &record)?;
         let metrics = parts.into_iter().chain(probed).collect();
         send(TrainEvent::Validation {
             step,
@@ -245,12 +243,17 @@ pub fn train(
                 tokens_per_sec,
                 tokens_per_step,
             );
-            let mut record = json!({"step": step, "loss": mean_loss, "lr": learning_rate,
-                "grad_norm": grad_norm, "tokens_per_sec": tokens_per_sec, "elapsed_secs": state.elapsed_secs});
-            for (name, value) in parts {
-                record[name] = json!(value);
+            let record = MetricLine {
+                step,
+                loss: Some(mean_loss),
+                lr: Some(learning_rate),
+                grad_norm: Some(grad_norm),
+                tokens_per_sec: Some(tokens_per_sec),
+                elapsed_secs: Some(state.elapsed_secs),
+                ..MetricLine::default()
             }
-            append_metric(&run, record)?;
+            .with_parts("", &parts);
+            metrics_log::append(&run.metrics_path(), &record)?;
             send(TrainEvent::Step {
                 step,
                 loss: mean_loss,
@@ -431,37 +434,4 @@ impl LossWindow {
         *self = Self::default();
         result
     }
-}
-
-fn append_metric(run: &RunDir, record: serde_json::Value) -> Result<(), CheckpointError> {
-    let path = run.metrics_path();
-    let io = |source| CheckpointError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(io)?;
-    writeln!(file, "{record}").map_err(io)
-}
-
-/// Drops metric lines logged after the checkpoint being resumed, so the file tells one story.
-fn truncate_metrics(run: &RunDir, step: u64) -> Result<(), CheckpointError> {
-    let path = run.metrics_path();
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s <= step)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    super::checkpoint::write_atomic(&path, kept.as_bytes())
 }
