@@ -429,13 +429,11 @@ fn bench_kernels_reports_the_sizes_asked_for() {
     );
 }
 
-/// The training-step benchmark times both input paths on the wgpu device; bad sizes are
-/// refused before any work.
+/// The training and sampling benchmarks time flm's kernels on and off for the shape asked
+/// for; bad sizes are refused before any work.
 #[test]
-fn bench_train_times_both_input_paths() {
-    let report = json_output(&[
-        "bench",
-        "train",
+fn bench_train_and_sample_time_kernels_on_and_off() {
+    let shape = [
         "--vocab",
         "40",
         "--preset",
@@ -444,19 +442,30 @@ fn bench_train_times_both_input_paths() {
         "2",
         "--seq-len",
         "8",
-        "--steps",
-        "1",
         "--json",
-    ]);
-    let bench = &report["bench"];
-    assert_eq!(bench["vocab"], 40, "{bench}");
-    for key in [
-        "fused_ms",
-        "host_ms",
-        "fused_tokens_per_sec",
-        "host_tokens_per_sec",
-    ] {
-        assert!(bench[key].as_f64().unwrap() > 0.0, "{key}: {bench}");
+    ];
+    let train = json_output(&[&["bench", "train", "--steps", "1"][..], &shape].concat());
+    assert_eq!(train["shape"]["vocab"], 40, "{train}");
+    assert_eq!(
+        train["parameters"].as_u64().map(|p| p > 0),
+        Some(true),
+        "{train}"
+    );
+    assert_timing(&train["train"]);
+
+    let sample = json_output(&[&["bench", "sample"][..], &shape].concat());
+    assert_eq!(sample["shape"]["seq_len"], 8, "{sample}");
+    let rows = sample["sample"].as_array().expect("sampling rows");
+    assert!(!rows.is_empty(), "{sample}");
+    for row in rows {
+        assert!(row["network_calls"].as_u64().unwrap() >= 1, "{row}");
+        assert_timing(&row["timing"]);
     }
     refused_with(&["bench", "train", "--steps", "0"], "must be at least 1");
+}
+
+fn assert_timing(timing: &serde_json::Value) {
+    for key in ["kernels_ms", "reference_ms", "tokens_per_sec"] {
+        assert!(timing[key].as_f64().unwrap() > 0.0, "{key}: {timing}");
+    }
 }
