@@ -91,25 +91,28 @@ pub fn soft_cap<const D: usize>(a: Tensor<D>, cap: f32) -> Tensor<D> {
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     pub weight: Param<Tensor<1>>,
+    /// ε under the square root (`ModelConfig::layer_norm_eps`); not a weight, not saved.
+    pub eps: f64,
 }
 
 impl LayerNorm {
-    pub fn new(d: usize, device: &Device) -> Self {
+    pub fn new(d: usize, eps: f64, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([d], device)),
+            eps,
         }
     }
 
-    /// Zero mean, unit variance over the last axis.
-    pub fn normalize(x: Tensor<3>) -> Tensor<3> {
+    /// Zero mean, unit (biased) variance over the last axis: `(x − mean)/√(var + eps)`.
+    pub fn normalize(x: Tensor<3>, eps: f64) -> Tensor<3> {
         let mean = x.clone().mean_dim(2);
         let centered = x - mean;
         let var = centered.clone().square().mean_dim(2);
-        centered / (var + 1e-6).sqrt()
+        centered / (var + eps).sqrt()
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        Self::normalize(x) * self.weight.val().unsqueeze_dims::<3>(&[0, 1])
+        Self::normalize(x, self.eps) * self.weight.val().unsqueeze_dims::<3>(&[0, 1])
     }
 }
 

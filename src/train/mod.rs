@@ -7,7 +7,7 @@ pub mod ema;
 pub mod events;
 pub mod objective;
 pub mod optimizer;
-mod params;
+pub(crate) mod params;
 pub mod runs;
 pub mod setup;
 pub mod throughput;
