@@ -204,7 +204,7 @@ pub fn load_config(run: &RunDir) -> Result<RunConfig, CheckpointError> {
 
 /// Loads the tokenizer and checks it matches the model's vocabulary.
 pub fn load_tokenizer(run: &RunDir, config: &RunConfig) -> Result<TextTokenizer, CheckpointError> {
-    let tokenizer = TextTokenizer::load(&run.tokenizer_path())?;
+    let tokenizer = TextTokenizer::load_as(config.data.tokenizer, &run.tokenizer_path())?;
     if tokenizer.vocab_size() != config.model.vocab_size {
         return Err(CheckpointError::Mismatch {
             path: run.tokenizer_path(),
