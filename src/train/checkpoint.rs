@@ -218,7 +218,8 @@ pub fn load_tokenizer(run: &RunDir, config: &RunConfig) -> Result<TextTokenizer,
     Ok(tokenizer)
 }
 
-fn model_bytes(model: &Dit) -> Vec<u8> {
+/// A model's weights as the bytes of `model.safetensors`, in the layout [`load_weights`] reads.
+pub(crate) fn model_bytes(model: &Dit) -> Vec<u8> {
     let mut store = SafetensorsStore::from_bytes(None);
     model
         .save_into(&mut store)
