@@ -1273,7 +1273,8 @@ fn run_forward(args: ForwardArgs) -> Result<()> {
         eprintln!("note: the model is an FLM (one time): the input's `tau_t` was not used");
     }
     println!(
-        "{} × {} positions × {} tokens ({}), {:.3} s: wrote `logits` (before the logit cap) and          `probs` (after {} and the softmax) to {}",
+        "{} × {} positions × {} tokens ({}), {:.3} s: wrote `logits` (before the logit cap) \
+         and `probs` (after {} and the softmax) to {}",
         summary.batch,
         summary.seq_len,
         summary.vocab,

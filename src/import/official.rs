@@ -269,10 +269,10 @@ pub fn infer_dims(
     heads: Option<usize>,
 ) -> Result<(OfficialDims, Vec<String>), LayoutProblem> {
     let shape_of = |name: &str| shapes.get(name).cloned();
+    // The rotary buffer only tells the number of heads: without it `heads_of` asks for --heads.
     let missing_core: Vec<String> = core_names()
         .into_iter()
-        .filter(|name| name != ROTARY_BUFFER || heads.is_none())
-        .filter(|name| !shapes.contains_key(name))
+        .filter(|name| name != ROTARY_BUFFER && !shapes.contains_key(name))
         .collect();
     if !missing_core.is_empty() {
         return Err(LayoutProblem::Names {
@@ -520,7 +520,7 @@ mod tests {
         shapes.remove(ROTARY_BUFFER);
         assert!(matches!(
             infer_dims(&shapes, None),
-            Err(LayoutProblem::Names { .. })
+            Err(LayoutProblem::Heads(reason)) if reason.contains("no `rotary_emb.inv_freq`")
         ));
         assert_eq!(infer_dims(&shapes, Some(8)).unwrap().0.n_heads, 8);
         assert!(matches!(

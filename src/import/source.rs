@@ -142,10 +142,11 @@ fn open_lightning(
     for (key, tensor) in reader.into_tensors() {
         if let Some(rest) = key.strip_prefix("state_dict.backbone.") {
             state.insert(official_name(rest), tensor);
-        } else if let Some(index) = key.strip_prefix("ema.shadow_params.") {
-            if let Ok(index) = index.parse::<usize>() {
-                ema.insert(index, tensor);
-            }
+        } else if let Some(index) = key
+            .strip_prefix("ema.shadow_params.")
+            .and_then(|index| index.parse::<usize>().ok())
+        {
+            ema.insert(index, tensor);
         }
     }
     if state.is_empty() {

@@ -68,9 +68,13 @@ pub struct FinalLayer {
     pub to_logits: Linear,
 }
 
+/// Where [`Dit::from_weights`] gets each parameter: `(path, shape in flm's layout)` to its
+/// row-major values, or an error that stops the build.
+pub type WeightFn<'a, E> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, E> + 'a;
+
 /// Weights handed to [`Dit::from_weights`], turned into its layers one at a time.
 struct GivenWeights<'a, E> {
-    weight: &'a mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, E>,
+    weight: &'a mut WeightFn<'a, E>,
     device: &'a Device,
 }
 
@@ -177,7 +181,7 @@ impl Dit {
     pub fn from_weights<E>(
         config: &ModelConfig,
         device: &Device,
-        weight: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, E>,
+        weight: &mut WeightFn<'_, E>,
     ) -> Result<Self, E> {
         let (v, d, c, f) = (
             config.vocab_size,

@@ -166,6 +166,18 @@ fn imported_runs_record_what_they_are() {
     assert!(!flm.model.is_flow_map());
 }
 
+#[test]
+fn import_runs_on_a_worker_thread() {
+    // What the app does: the import is plain data in, plain data out.
+    let out = temp_dir("import-thread").join("run");
+    let worker = std::thread::spawn(move || {
+        import_official(&fixture("flm.ckpt"), &out, &options(WeightSet::Ema))
+    });
+    let summary = worker.join().unwrap().unwrap();
+    assert_eq!(summary.kind, ModelKind::Flm);
+    assert_eq!(summary.num_params, summary.config.model.num_params());
+}
+
 fn flm_command(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flm"))
         .args(args)
@@ -803,6 +815,26 @@ fn other_import_options_are_checked() {
     let (error, message) = import_error(&fixture("flm.ckpt"), &heads);
     assert!(matches!(error, ImportError::Heads { .. }), "{message}");
     assert!(message.contains("implies 4 heads"), "{message}");
+
+    // Without the rotary buffer the heads must be given, and then the model is the same.
+    let mut tensors = official_tensors();
+    tensors.remove(ROTARY_BUFFER);
+    let order: Vec<String> = dims_of_fixture()
+        .parameters()
+        .into_iter()
+        .map(|spec| spec.official)
+        .collect();
+    let no_buffer = temp_dir("no-buffer").join("model.ckpt");
+    torch_file::lightning(&no_buffer, &tensors, Some(&order));
+    let (error, message) = import_error(&no_buffer, &options(WeightSet::Ema));
+    assert!(matches!(error, ImportError::Heads { .. }), "{message}");
+    assert!(message.contains("hint: pass --heads N"), "{message}");
+    let mut heads = options(WeightSet::Ema);
+    heads.heads = Some(4);
+    let run = temp_dir("no-buffer-run").join("run");
+    import_official(&no_buffer, &run, &heads).unwrap();
+    let diff = max_abs_diff(&logits_on_golden(&run), &golden()["logits_fmlm"].1);
+    assert!(diff <= GOLDEN_TOLERANCE, "{diff}");
 
     // An official-layout file holds one weight set.
     let run = import("flm.ckpt", WeightSet::Ema);
