@@ -638,6 +638,47 @@ fn a_hand_written_lightning_checkpoint_imports_like_the_fixture() {
 }
 
 #[test]
+fn the_learnable_loss_weighting_of_distilled_checkpoints_is_stepped_over() {
+    // The paper's distillation config trains a loss-weighting network beside the DiT
+    // (`backbone.learnable_loss_weighting`); its parameters sit in the EMA list between the
+    // time embedders and the blocks, where `DIT.__init__` registers it.
+    let mut tensors = official_tensors();
+    let weighting = [
+        ("s_embed.mlp.0.weight", vec![16, 256]),
+        ("s_embed.mlp.0.bias", vec![16]),
+        ("s_embed.mlp.2.weight", vec![16, 16]),
+        ("s_embed.mlp.2.bias", vec![16]),
+        ("mlp.0.weight", vec![128, 16]),
+        ("mlp.0.bias", vec![128]),
+        ("mlp.2.weight", vec![1, 128]),
+        ("mlp.2.bias", vec![1]),
+    ]
+    .map(|(name, shape)| (format!("learnable_loss_weighting.{name}"), shape));
+    for (name, shape) in &weighting {
+        let count = shape.iter().product();
+        tensors.insert(name.clone(), (shape.clone(), vec![0.25; count]));
+    }
+    let network: Vec<String> = dims_of_fixture()
+        .parameters()
+        .into_iter()
+        .map(|spec| spec.official)
+        .collect();
+    // vocab_embed, sigma_map (4), sigma_map_prime (4), then the weighting, then the blocks.
+    let order: Vec<String> = network[..9]
+        .iter()
+        .cloned()
+        .chain(weighting.iter().map(|(name, _)| name.clone()))
+        .chain(network[9..].iter().cloned())
+        .collect();
+    let ckpt = temp_dir("weighting").join("fmlm.ckpt");
+    torch_file::lightning(&ckpt, &tensors, Some(&order));
+    let run = temp_dir("weighting-run").join("run");
+    import_official(&ckpt, &run, &options(WeightSet::Ema)).unwrap();
+    let diff = max_abs_diff(&logits_on_golden(&run), &golden()["logits_fmlm"].1);
+    assert!(diff <= GOLDEN_TOLERANCE, "{diff}");
+}
+
+#[test]
 fn files_that_are_not_checkpoints_are_refused_clearly() {
     let dir = temp_dir("not-ckpt");
     let text = dir.join("notes.ckpt");
