@@ -70,9 +70,8 @@ pub enum ImportError {
     )]
     Damaged { path: PathBuf, reason: String },
     #[error(
-        "{path} does not hold the paper's DiT:{}{}\n  hint: flm imports the FLM / FMLM DiT of github.com/david3684/flm (state-dict keys `backbone.<name>`)",
-        list(" missing", .missing),
-        list(" unexpected", .unexpected)
+        "{path} does not hold the paper's DiT: {}\n  hint: flm imports the FLM / FMLM DiT of github.com/david3684/flm (state-dict keys `backbone.<name>`)",
+        name_lists(.missing, .unexpected)
     )]
     NotOfficialDit {
         path: PathBuf,
@@ -147,20 +146,22 @@ pub enum ImportError {
     Checkpoint(#[from] CheckpointError),
 }
 
-/// `" missing a, b, c (and 4 more)."` for a non-empty list.
-fn list(label: &str, names: &[String]) -> String {
+/// `"missing a, b, c (and 4 more); unexpected d"`, leaving out an empty list.
+fn name_lists(missing: &[String], unexpected: &[String]) -> String {
     const SHOWN: usize = 8;
-    if names.is_empty() {
-        return String::new();
-    }
-    let shown = names[..names.len().min(SHOWN)].join(", ");
-    let more = names.len().saturating_sub(SHOWN);
-    let more = if more > 0 {
-        format!(" (and {more} more)")
-    } else {
-        String::new()
+    let list = |label: &str, names: &[String]| {
+        let shown = names[..names.len().min(SHOWN)].join(", ");
+        match names.len().saturating_sub(SHOWN) {
+            0 => format!("{label} {shown}"),
+            more => format!("{label} {shown} (and {more} more)"),
+        }
     };
-    format!("{label} {shown}{more};")
+    [("missing", missing), ("unexpected", unexpected)]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(label, names)| list(label, names))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl ImportError {
@@ -465,10 +466,14 @@ mod tests {
     fn error_lists_are_shortened() {
         let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
         assert_eq!(
-            list(" missing", &names),
-            " missing t0, t1, t2, t3, t4, t5, t6, t7 (and 2 more);"
+            name_lists(&names, &[]),
+            "missing t0, t1, t2, t3, t4, t5, t6, t7 (and 2 more)"
         );
-        assert_eq!(list(" missing", &[]), "");
+        assert_eq!(
+            name_lists(&names[..1], &names[9..]),
+            "missing t0; unexpected t9"
+        );
+        assert_eq!(name_lists(&[], &names[..2]), "unexpected t0, t1");
     }
 
     #[test]

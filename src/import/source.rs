@@ -356,6 +356,13 @@ fn reader_error(path: &Path, error: PytorchError) -> ImportError {
             path: path.to_path_buf(),
             reason: format!("the zip archive is incomplete or corrupt ({e})"),
         },
+        PytorchError::InvalidFormat(reason) => ImportError::NotACheckpoint {
+            path: path.to_path_buf(),
+            // The message repeats what ours says first.
+            reason: reason
+                .trim_start_matches("not a PyTorch checkpoint: ")
+                .to_string(),
+        },
         other => ImportError::NotACheckpoint {
             path: path.to_path_buf(),
             reason: other.to_string(),

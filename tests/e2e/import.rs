@@ -742,7 +742,7 @@ fn a_checkpoint_of_another_network_lists_the_missing_tensors() {
         "{message}"
     );
     assert!(
-        message.contains("unexpected blocks.1.extra.weight;"),
+        message.contains("; unexpected blocks.1.extra.weight\n"),
         "{message}"
     );
 
