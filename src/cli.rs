@@ -56,8 +56,15 @@ pub enum Command {
     /// Benchmarks: `flm bench kernels` times the WGSL kernels against their op chains,
     /// `flm bench train` training steps with and without the fused noisy input.
     Bench(BenchArgs),
-    /// Copy a trained model (config.json, tokenizer.json, model.safetensors) into a folder.
+    /// Copy a trained model (config.json, tokenizer.json, model.safetensors) into a folder;
+    /// with --layout official, in the layout of the paper's PyTorch code.
     Export(ExportArgs),
+    /// Import a model of the paper's PyTorch code (a released .ckpt such as lm1b_flm.ckpt, or
+    /// an official-layout model.safetensors) as a flm run that `flm sample` opens.
+    Import(ImportArgs),
+    /// Run a model once on inputs from a safetensors file (`x`, `tau`, `tau_t`) and write its
+    /// raw logits and probabilities: for comparing flm with other implementations.
+    Forward(ForwardArgs),
     /// Show a checkpoint's configuration, size and progress.
     Info(InfoArgs),
     /// Print the time reparameterization γ(τ) for a vocabulary size.
@@ -484,6 +491,54 @@ pub struct ExportArgs {
     /// Folder to write the three files into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// `flm` (config.json, tokenizer.json, model.safetensors) or `official`: model.safetensors
+    /// with the paper's state-dict names, config.yaml and tokenizer.json.
+    #[arg(long, value_enum, default_value_t = ExportLayout::Flm)]
+    pub layout: ExportLayout,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportLayout {
+    Flm,
+    Official,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The paper's checkpoint (.ckpt), or an official-layout model.safetensors or its folder.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// New run directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The model's Hugging Face tokenizer.json (bert-base-uncased's for LM1B, gpt2's for
+    /// OpenWebText); an official-layout folder's own is the default.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Which weights of a .ckpt: `ema` (what the paper samples) or `online`.
+    #[arg(long, default_value = "ema")]
+    pub weights: flm::train::WeightSet,
+    /// Number of attention heads, if the file lacks the rotary buffer that tells it.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Sequence length to sample (default: the released models' 128 or 1024).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForwardArgs {
+    /// Checkpoint (run) directory.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// safetensors file with `x` (B, L, V), `tau` (B) and, for flow maps, `tau_t` (B).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// safetensors file to write `logits` (before the logit cap) and `probs` into.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Args, Debug)]
@@ -534,6 +589,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => run_eval(args),
         Some(Command::Bench(args)) => run_bench(args),
         Some(Command::Export(args)) => run_export(args),
+        Some(Command::Import(args)) => run_import(args),
+        Some(Command::Forward(args)) => run_forward(args),
         Some(Command::Info(args)) => run_info(args),
         Some(Command::Schedule(args)) => run_schedule(args),
         Some(Command::Demo(args)) => run_demo(args),
@@ -1357,9 +1414,80 @@ fn run_sample_bench(
 }
 
 fn run_export(args: ExportArgs) -> Result<()> {
+    if args.layout == ExportLayout::Official {
+        let export = flm::import::export_official(&args.ckpt, &args.out)?;
+        for note in &export.notes {
+            eprintln!("note: {note}");
+        }
+        for file in export.files {
+            println!("{}", file.display());
+        }
+        return Ok(());
+    }
     for file in flm::train::export_model(&args.ckpt, &args.out)? {
         println!("{}", file.display());
     }
+    Ok(())
+}
+
+fn run_import(args: ImportArgs) -> Result<()> {
+    let options = flm::import::ImportOptions {
+        tokenizer: args.tokenizer,
+        weights: args.weights,
+        heads: args.heads,
+        seq_len: args.seq_len,
+    };
+    let summary = flm::import::import_official(&args.from, &args.out, &options)?;
+    let model = &summary.config.model;
+    let kind = match summary.kind {
+        ModelKind::FlowMap => "flow map (FMLM)",
+        _ => "FLM",
+    };
+    println!(
+        "imported {} into {}",
+        args.from.display(),
+        summary.out.display()
+    );
+    println!(
+        "{kind}: d={} blocks={} heads={} cond={} V={} — {} parameters; L={} (from {})",
+        model.d_model,
+        model.n_blocks,
+        model.n_heads,
+        model.cond_dim,
+        model.vocab_size,
+        summary.num_params,
+        model.seq_len,
+        summary.seq_len_from
+    );
+    for note in &summary.notes {
+        println!("note: {note}");
+    }
+    println!(
+        "sample it with: flm sample --ckpt {}",
+        summary.out.display()
+    );
+    Ok(())
+}
+
+fn run_forward(args: ForwardArgs) -> Result<()> {
+    let device = pick_device(args.device.device)?;
+    let summary = flm::import::forward_file(&args.ckpt, &args.input, &args.out, &device.device)?;
+    if summary.ignored_tau_t {
+        eprintln!("note: the model is an FLM (one time): the input's `tau_t` was not used");
+    }
+    println!(
+        "{} × {} positions × {} tokens ({}), {:.3} s: wrote `logits` (before the logit cap) \
+         and `probs` (after {} and the softmax) to {}",
+        summary.batch,
+        summary.seq_len,
+        summary.vocab,
+        if summary.flow_map { "flow map" } else { "FLM" },
+        summary.secs,
+        summary
+            .logit_softcap
+            .map_or_else(|| "no cap".to_string(), |cap| format!("the cap {cap}")),
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -1394,6 +1522,9 @@ fn run_info(args: InfoArgs) -> Result<()> {
                     teacher.step.map_or_else(|| "-".into(), |s| s.to_string()),
                     fmt_opt(teacher.valid_loss)
                 ),
+                None if config.imported_from.is_some() => {
+                    println!("teacher: not recorded (distilled by the paper's code)")
+                }
                 None => println!("teacher: none (self-distilled from the data)"),
             }
         }
@@ -1439,6 +1570,12 @@ fn run_info(args: InfoArgs) -> Result<()> {
             );
         }
         None => println!("progress: no checkpoint written yet"),
+    }
+    if let Some(import) = &config.imported_from {
+        let weights = import
+            .weights
+            .map_or_else(String::new, |w| format!(", {w} weights"));
+        println!("imported from: {}{weights}", import.source.display());
     }
     println!("created with: {}", config.created_with);
     Ok(())

@@ -5,8 +5,9 @@
 //! [`model`] (the DiT denoiser), [`flow`] (time schedule, interpolant, losses, samplers),
 //! [`train`] (loop, optimizer, EMA, checkpoints, progress events), [`eval`] (metrics, the
 //! reference model, reports), [`kernels`] (WGSL kernels for the hot paths), [`device`] (backend
-//! choice). Front ends ([`app`], the desktop GUI, and the `flm` CLI) only call into these; none of
-//! the other modules knows a front end exists.
+//! choice), [`import`] (the paper's PyTorch checkpoints in and out). Front ends ([`app`], the
+//! desktop GUI, and the `flm` CLI) only call into these; none of the other modules knows a front
+//! end exists.
 //!
 //! Comments citing `DESIGN §n` refer to the sections of `docs/DESIGN.md`, the maths the code
 //! implements.
@@ -17,6 +18,7 @@ pub mod device;
 pub mod eval;
 pub mod flow;
 pub mod generate;
+pub mod import;
 pub mod kernels;
 pub mod model;
 pub mod rng;

@@ -103,6 +103,11 @@ pub enum DataError {
     CorruptTokenizer { path: PathBuf, reason: String },
 
     #[error(
+        "{path} is not a readable Hugging Face tokenizer: {reason}\n  hint: pass the `tokenizer.json` of the model's tokenizer from the Hugging Face hub (e.g. bert-base-uncased's or gpt2's)"
+    )]
+    UnreadablePretrainedTokenizer { path: PathBuf, reason: String },
+
+    #[error(
         "{path} is a {found} tokenizer, but a {expected} tokenizer was requested\n  hint: use a new run directory, or request `{found}` to resume this run"
     )]
     TokenizerMismatch {

@@ -1,5 +1,9 @@
 //! Two tokenizers, both real `tokenizers::Tokenizer`s saved as `tokenizer.json`:
 //! a byte-level BPE trained on the user's text, and a character tokenizer.
+//! A third kind, [`TokenizerKind::Pretrained`], wraps a tokenizer made elsewhere (a Hugging
+//! Face `tokenizer.json`, as models imported from the paper's code need); see [`pretrained`].
+//!
+//! What follows holds for flm's own two kinds.
 //!
 //! Id layout (both kinds): 0 `<pad>`, 1 `<bos>`, 2 `<eos>`; the char kind adds
 //! 3 `<unk>` and then one id per character. The specials live in the model's
@@ -19,6 +23,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, ModelWrapper, PreTokenizerWrapper, Tokenizer};
 
 use super::{DataError, fnv1a64, write_atomically};
+
+mod pretrained;
 
 /// Target size of the pieces large texts are cut into, so `encode_batch` can
 /// spread them over threads and the char model never sees one giant "word".
@@ -41,6 +47,10 @@ pub enum TokenizerKind {
     Bpe,
     /// One token per character: tiny vocabulary, works on any amount of text.
     Char,
+    /// A Hugging Face `tokenizer.json` made elsewhere (bert-base-uncased's WordPiece, GPT-2's
+    /// byte-level BPE, ...), used as is, with its own special tokens: what models imported
+    /// from the paper's code use. flm never trains one.
+    Pretrained,
 }
 
 impl TokenizerKind {
@@ -51,6 +61,8 @@ impl TokenizerKind {
             TokenizerKind::Bpe => 256 + TextTokenizer::SPECIAL_TOKENS.len(),
             // Specials, `<unk>` and at least one real character.
             TokenizerKind::Char => CHAR_RESERVED_IDS + 1,
+            // Never trained; any file with two tokens is a tokenizer.
+            TokenizerKind::Pretrained => 2,
         }
     }
 }
@@ -74,6 +86,7 @@ impl fmt::Display for TokenizerKind {
         f.write_str(match self {
             TokenizerKind::Bpe => "bpe",
             TokenizerKind::Char => "char",
+            TokenizerKind::Pretrained => "pretrained",
         })
     }
 }
@@ -88,6 +101,9 @@ pub struct TextTokenizer {
     /// Cached because `get_vocab_size(true)` builds the whole vocabulary map,
     /// and `decode` asks for it once per id.
     vocab_size: usize,
+    /// The special and unknown tokens of a [`TokenizerKind::Pretrained`] tokenizer (flm's
+    /// own kinds have theirs at fixed ids).
+    pretrained: Option<pretrained::Specials>,
 }
 
 impl fmt::Debug for TextTokenizer {
@@ -120,6 +136,9 @@ impl TextTokenizer {
             });
         }
         match kind {
+            TokenizerKind::Pretrained => Err(DataError::UnknownTokenizerKind {
+                name: kind.to_string(),
+            }),
             TokenizerKind::Bpe => train_byte_level_bpe(text, vocab_size),
             TokenizerKind::Char => {
                 let mut alphabet = chars_by_frequency(text);
@@ -179,7 +198,12 @@ impl TextTokenizer {
 
     /// Turns ids back into text. Specials are skipped; `<unk>` and ids outside
     /// the vocabulary become U+FFFD, because generated ids must always display.
+    /// A pretrained tokenizer also skips its special tokens, and puts a line break where
+    /// they separated two pieces of text (`[SEP] [CLS]`, `<|endoftext|>`).
     pub fn decode(&self, ids: &[u32]) -> String {
+        if let Some(specials) = &self.pretrained {
+            return pretrained::decode(self, specials, ids);
+        }
         let mut text = String::new();
         let mut run = Vec::new();
         for &id in ids {
@@ -200,6 +224,9 @@ impl TextTokenizer {
     /// What one token looks like to a person (byte-level symbols such as `Ġ`
     /// become real spaces); specials and `<unk>` show as their names.
     pub fn token_text(&self, id: u32) -> String {
+        if let Some(specials) = &self.pretrained {
+            return pretrained::token_text(self, specials, id);
+        }
         if let Some(special) = Self::SPECIAL_TOKENS.get(id as usize) {
             return (*special).to_string();
         }
@@ -246,6 +273,16 @@ impl TextTokenizer {
         Self::from_parts(inner, kind)
     }
 
+    /// Loads a run's tokenizer of `kind`: flm's own kinds as [`TextTokenizer::load`] does
+    /// (the kind is recognised from the file), a pretrained one with
+    /// [`TextTokenizer::load_pretrained`].
+    pub fn load_as(kind: TokenizerKind, path: &Path) -> Result<Self, DataError> {
+        match kind {
+            TokenizerKind::Pretrained => Self::load_pretrained(path),
+            TokenizerKind::Bpe | TokenizerKind::Char => Self::load(path),
+        }
+    }
+
     /// A stable hash of the tokenizer's JSON, stored next to caches and models
     /// so they are never used with a different tokenizer.
     pub fn fingerprint(&self) -> u64 {
@@ -256,11 +293,17 @@ impl TextTokenizer {
         let json = inner
             .to_string(false)
             .map_err(|err| DataError::Tokenizer(err.to_string()))?;
+        let pretrained =
+            (kind == TokenizerKind::Pretrained).then(|| pretrained::Specials::of(&inner));
         Ok(Self {
             fingerprint: fnv1a64(json.as_bytes()),
-            vocab_size: inner.get_vocab_size(true),
+            vocab_size: match &pretrained {
+                Some(specials) => specials.vocab_size,
+                None => inner.get_vocab_size(true),
+            },
             inner,
             kind,
+            pretrained,
         })
     }
 

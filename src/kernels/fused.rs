@@ -24,7 +24,6 @@ use rayon::prelude::*;
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
 /// LayerNorm's variance floor.
-pub const LAYER_NORM_EPS: f32 = 1e-6;
 
 /// Whether tensors on `device` take the fused kernels (Flex, with or without autodiff, unless
 /// `kernels::set_enabled(false)` or `FLM_KERNELS=off`).
@@ -73,14 +72,15 @@ pub fn attention_weights(scores: Tensor<4>, scale: f32, cap: f32, causal: bool) 
 }
 
 /// LayerNorm over the last axis with a learned scale `weight` (d,) and no bias.
-pub fn layer_norm(x: Tensor<3>, weight: Tensor<1>) -> Tensor<3> {
+pub fn layer_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
     if runs_fused(&x.device()) {
         Tensor::from_dispatch(Dispatch::fused_layer_norm(
             x.into_dispatch(),
             weight.into_dispatch(),
+            eps as f32,
         ))
     } else {
-        reference::layer_norm(x, weight)
+        reference::layer_norm(x, weight, eps)
     }
 }
 
@@ -142,11 +142,11 @@ pub mod reference {
         softmax(capped, 3)
     }
 
-    pub fn layer_norm(x: Tensor<3>, weight: Tensor<1>) -> Tensor<3> {
+    pub fn layer_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
         let mean = x.clone().mean_dim(2);
         let centered = x - mean;
         let var = centered.clone().square().mean_dim(2);
-        centered / (var + LAYER_NORM_EPS as f64).sqrt() * weight.unsqueeze_dims::<3>(&[0, 1])
+        centered / (var + eps).sqrt() * weight.unsqueeze_dims::<3>(&[0, 1])
     }
 
     pub fn rotary(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
@@ -202,17 +202,23 @@ pub trait FusedOps: Backend {
         scale: f32,
         cap: f32,
     ) -> FloatTensor<Self>;
-    fn fused_layer_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
     /// The input's gradient.
     fn fused_layer_norm_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        eps: f32,
     ) -> FloatTensor<Self>;
     /// The scale's gradient: `Σ_rows grad·x̂`.
     fn fused_layer_norm_weight_backward(
         x: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        eps: f32,
     ) -> FloatTensor<Self>;
     fn fused_rotary(
         x: FloatTensor<Self>,
@@ -450,12 +456,16 @@ impl FusedOps for Flex {
         output(out, shape)
     }
 
-    fn fused_layer_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
         let shape = shape_of(&x);
         let d = shape[shape.len() - 1];
         let weight = values(&weight).into_owned();
         let out = map_rows(&values(&x), d, |x, y| {
-            let (mean, inv_std) = moments(x);
+            let (mean, inv_std) = moments(x, eps);
             for ((y, &x), &w) in y.iter_mut().zip(x).zip(&weight) {
                 *y = (x - mean) * inv_std * w;
             }
@@ -467,6 +477,7 @@ impl FusedOps for Flex {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        eps: f32,
     ) -> FloatTensor<Self> {
         let shape = shape_of(&x);
         let d = shape[shape.len() - 1];
@@ -480,7 +491,7 @@ impl FusedOps for Flex {
             .for_each(|(out, (x, grad))| {
                 for ((o, x), g) in out.chunks_mut(d).zip(x.chunks(d)).zip(grad.chunks(d)) {
                     // dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) / σ with ĝ = g·w.
-                    let (mean, inv_std) = moments(x);
+                    let (mean, inv_std) = moments(x, eps);
                     let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
                     for ((&x, &g), &w) in x.iter().zip(g).zip(&weight) {
                         let (gw, xhat) = (g * w, (x - mean) * inv_std);
@@ -500,6 +511,7 @@ impl FusedOps for Flex {
     fn fused_layer_norm_weight_backward(
         x: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        eps: f32,
     ) -> FloatTensor<Self> {
         let shape = shape_of(&x);
         let d = shape[shape.len() - 1];
@@ -512,7 +524,7 @@ impl FusedOps for Flex {
             .map(|(x, grad)| {
                 let mut partial = vec![0f32; d];
                 for (x, g) in x.chunks(d).zip(grad.chunks(d)) {
-                    let (mean, inv_std) = moments(x);
+                    let (mean, inv_std) = moments(x, eps);
                     for ((p, &x), &g) in partial.iter_mut().zip(x).zip(g) {
                         *p += g * (x - mean) * inv_std;
                     }
@@ -612,11 +624,11 @@ impl FusedOps for Flex {
 
 /// Mean and `1/√(var + ε)` of one row.
 #[inline]
-fn moments(x: &[f32]) -> (f32, f32) {
+fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    (mean, 1.0 / (var + LAYER_NORM_EPS).sqrt())
+    (mean, 1.0 / (var + eps).sqrt())
 }
 
 fn target_ids(targets: FlexTensor) -> Vec<usize> {
@@ -682,17 +694,17 @@ impl<B: FusedOps> Backward<B, 1> for AttentionStep {
 }
 
 impl<B: FusedOps> Backward<B, 2> for LayerNormStep {
-    type State = (FloatTensor<B>, FloatTensor<B>);
+    type State = (FloatTensor<B>, FloatTensor<B>, f32);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, weight) = ops.state;
+        let (x, weight, eps) = ops.state;
         let x_for_weight = x.clone();
         binary::<B, _, _>(
             ops.parents,
             ops.node,
             grads,
-            |grad| B::fused_layer_norm_backward(x, weight, grad),
-            |grad| B::fused_layer_norm_weight_backward(x_for_weight, grad),
+            |grad| B::fused_layer_norm_backward(x, weight, grad, eps),
+            |grad| B::fused_layer_norm_weight_backward(x_for_weight, grad, eps),
         );
     }
 }
@@ -793,7 +805,11 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         no_second_derivative("attention_weights")
     }
 
-    fn fused_layer_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
         let (input, scale) = (x.primitive().clone(), weight.primitive().clone());
         match LayerNormStep
             .prepare::<C>([x.node(), weight.node()])
@@ -801,10 +817,10 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = B::fused_layer_norm(input.clone(), scale.clone());
-                prep.finish((input, scale), y)
+                let y = B::fused_layer_norm(input.clone(), scale.clone(), eps);
+                prep.finish((input, scale, eps), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_layer_norm(input, scale)),
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_layer_norm(input, scale, eps)),
         }
     }
 
@@ -812,6 +828,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
+        _: f32,
     ) -> FloatTensor<Self> {
         no_second_derivative("layer_norm")
     }
@@ -819,6 +836,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn fused_layer_norm_weight_backward(
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
+        _: f32,
     ) -> FloatTensor<Self> {
         no_second_derivative("layer_norm")
     }
@@ -977,9 +995,9 @@ mod tests {
             let x = Tensor::<3>::from_data(x0.to_data(), &device).require_grad();
             let w = Tensor::<1>::from_data(w0.to_data(), &device).require_grad();
             let y = if fused {
-                layer_norm(x.clone(), w.clone())
+                layer_norm(x.clone(), w.clone(), 1e-5)
             } else {
-                reference::layer_norm(x.clone(), w.clone())
+                reference::layer_norm(x.clone(), w.clone(), 1e-5)
             };
             let weights = random(y.dims(), 6, 1.0, &device);
             let grads = (y.clone() * weights).sum().backward();

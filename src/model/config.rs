@@ -106,9 +106,25 @@ pub struct ModelConfig {
     /// Causal attention: the autoregressive reference model (DESIGN §9), not a denoiser.
     #[serde(default)]
     pub causal: bool,
+    /// The ε of every LayerNorm, `(x − mean)/√(var + ε)`. flm's own models use
+    /// [`ModelConfig::FLM_LAYER_NORM_EPS`] (also the default for configs written before this
+    /// field existed, so they load and compute exactly as before); models imported from the
+    /// paper's PyTorch code use [`ModelConfig::TORCH_LAYER_NORM_EPS`], the default of the
+    /// `F.layer_norm` their LayerNorm calls.
+    #[serde(default = "ModelConfig::flm_layer_norm_eps")]
+    pub layer_norm_eps: f64,
 }
 
 impl ModelConfig {
+    /// LayerNorm ε of models trained by flm.
+    pub const FLM_LAYER_NORM_EPS: f64 = 1e-6;
+    /// LayerNorm ε of PyTorch's `F.layer_norm`, which the official DiT uses.
+    pub const TORCH_LAYER_NORM_EPS: f64 = 1e-5;
+
+    fn flm_layer_norm_eps() -> f64 {
+        Self::FLM_LAYER_NORM_EPS
+    }
+
     pub fn from_preset(preset: ModelPreset, vocab_size: usize, seq_len: usize) -> Self {
         let (d_model, n_blocks, n_heads) = preset.dims();
         Self {
@@ -123,6 +139,7 @@ impl ModelConfig {
             attn_softcap: 50.0,
             logit_softcap: None,
             causal: false,
+            layer_norm_eps: Self::FLM_LAYER_NORM_EPS,
         }
     }
 
@@ -155,6 +172,12 @@ impl ModelConfig {
         let cap_ok = |cap: f32| cap.is_finite() && cap > 0.0;
         if !cap_ok(self.attn_softcap) || self.logit_softcap.is_some_and(|cap| !cap_ok(cap)) {
             return Err("soft caps must be positive and finite".into());
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "layer_norm_eps must be positive and finite, got {}",
+                self.layer_norm_eps
+            ));
         }
         Ok(())
     }
@@ -201,5 +224,20 @@ mod tests {
         let mut config = ModelConfig::from_preset(ModelPreset::Tiny, 64, 16);
         config.n_heads = 3;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn configs_without_layer_norm_eps_keep_flms_epsilon() {
+        let config = ModelConfig::from_preset(ModelPreset::Micro, 64, 16);
+        let mut json = serde_json::to_value(&config).unwrap();
+        json.as_object_mut().unwrap().remove("layer_norm_eps");
+        let old: ModelConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.layer_norm_eps, ModelConfig::FLM_LAYER_NORM_EPS);
+        assert_eq!(old, config);
+        let bad = ModelConfig {
+            layer_norm_eps: 0.0,
+            ..config
+        };
+        assert!(bad.validate().is_err());
     }
 }

@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ModelConfig;
 use super::layers::{
@@ -28,7 +28,7 @@ impl DitBlock {
     fn new(config: &ModelConfig, init: &mut WeightInit, device: &Device) -> Self {
         let d = config.d_model;
         Self {
-            norm_attn: LayerNorm::new(d, device),
+            norm_attn: LayerNorm::new(d, config.layer_norm_eps, device),
             attn: SelfAttention::new(
                 d,
                 config.n_heads,
@@ -37,7 +37,7 @@ impl DitBlock {
                 init,
                 device,
             ),
-            norm_mlp: LayerNorm::new(d, device),
+            norm_mlp: LayerNorm::new(d, config.layer_norm_eps, device),
             mlp_in: xavier_linear(d, 4 * d, true, init, device),
             mlp_out: xavier_linear(4 * d, d, true, init, device),
             ada_ln: zero_linear(config.cond_dim, 6 * d, true, device),
@@ -66,6 +66,66 @@ pub struct FinalLayer {
     pub norm: LayerNorm,
     pub ada_ln: Linear,
     pub to_logits: Linear,
+}
+
+/// Where [`Dit::from_weights`] gets each parameter: `(path, shape in flm's layout)` to its
+/// row-major values, or an error that stops the build.
+pub type WeightFn<'a, E> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, E> + 'a;
+
+/// Weights handed to [`Dit::from_weights`], turned into its layers one at a time.
+struct GivenWeights<'a, E> {
+    weight: &'a mut WeightFn<'a, E>,
+    device: &'a Device,
+}
+
+impl<E> GivenWeights<'_, E> {
+    fn matrix(&mut self, path: &str, rows: usize, cols: usize) -> Result<Tensor<2>, E> {
+        let values = (self.weight)(path, &[rows, cols])?;
+        assert_eq!(values.len(), rows * cols, "values of `{path}`");
+        Ok(Tensor::from_data(
+            TensorData::new(values, [rows, cols]),
+            self.device,
+        ))
+    }
+
+    fn vector(&mut self, path: &str, len: usize) -> Result<Param<Tensor<1>>, E> {
+        let values = (self.weight)(path, &[len])?;
+        assert_eq!(values.len(), len, "values of `{path}`");
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, [len]),
+            self.device,
+        )))
+    }
+
+    fn linear(&mut self, path: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, E> {
+        let weight = Param::from_tensor(self.matrix(&format!("{path}.weight"), d_in, d_out)?);
+        let bias = if bias {
+            Some(self.vector(&format!("{path}.bias"), d_out)?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    fn norm(&mut self, path: &str, d: usize, eps: f64) -> Result<LayerNorm, E> {
+        Ok(LayerNorm {
+            weight: self.vector(&format!("{path}.weight"), d)?,
+            eps,
+        })
+    }
+
+    fn time_embedder(
+        &mut self,
+        path: &str,
+        features: usize,
+        cond: usize,
+    ) -> Result<TimeEmbedder, E> {
+        Ok(TimeEmbedder {
+            hidden: self.linear(&format!("{path}.hidden"), features, cond, true)?,
+            out: self.linear(&format!("{path}.out"), cond, cond, true)?,
+            features,
+        })
+    }
 }
 
 /// The denoiser network.
@@ -104,7 +164,7 @@ impl Dit {
             time_t,
             blocks,
             final_layer: FinalLayer {
-                norm: LayerNorm::new(d, device),
+                norm: LayerNorm::new(d, config.layer_norm_eps, device),
                 ada_ln: zero_linear(config.cond_dim, 2 * d, true, device),
                 to_logits: zero_linear(d, v, true, device),
             },
@@ -113,9 +173,81 @@ impl Dit {
         }
     }
 
+    /// A model of `config`'s shape holding given weights, without drawing initial ones first
+    /// (so a large imported model is only ever held once). `weight(path, shape)` returns the
+    /// row-major values of the parameter at `path` (its name in flm's safetensors files, such
+    /// as `blocks.0.attn.qkv.weight`), whose shape in flm's layout is `shape`; an error it
+    /// returns stops the build. Values of the wrong length are a bug in `weight` and panic.
+    pub fn from_weights<E>(
+        config: &ModelConfig,
+        device: &Device,
+        weight: &mut WeightFn<'_, E>,
+    ) -> Result<Self, E> {
+        let (v, d, c, f) = (
+            config.vocab_size,
+            config.d_model,
+            config.cond_dim,
+            config.time_features,
+        );
+        let eps = config.layer_norm_eps;
+        let mut w = GivenWeights { weight, device };
+        let embedding = Param::from_tensor(w.matrix("embedding", v, d)?);
+        let time_s = w.time_embedder("time_s", f, c)?;
+        let time_t = if config.two_times {
+            Some(w.time_embedder("time_t", f, c)?)
+        } else {
+            None
+        };
+        let mut blocks = Vec::with_capacity(config.n_blocks);
+        for index in 0..config.n_blocks {
+            let path = |leaf: &str| format!("blocks.{index}.{leaf}");
+            blocks.push(DitBlock {
+                norm_attn: w.norm(&path("norm_attn"), d, eps)?,
+                attn: SelfAttention {
+                    qkv: w.linear(&path("attn.qkv"), d, 3 * d, false)?,
+                    out: w.linear(&path("attn.out"), d, d, false)?,
+                    n_heads: config.n_heads,
+                    softcap: config.attn_softcap,
+                    causal: config.causal,
+                },
+                norm_mlp: w.norm(&path("norm_mlp"), d, eps)?,
+                mlp_in: w.linear(&path("mlp_in"), d, 4 * d, true)?,
+                mlp_out: w.linear(&path("mlp_out"), 4 * d, d, true)?,
+                ada_ln: w.linear(&path("ada_ln"), c, 6 * d, true)?,
+            });
+        }
+        let final_layer = FinalLayer {
+            norm: w.norm("final_layer.norm", d, eps)?,
+            ada_ln: w.linear("final_layer.ada_ln", c, 2 * d, true)?,
+            to_logits: w.linear("final_layer.to_logits", d, v, true)?,
+        };
+        Ok(Self {
+            embedding,
+            time_s,
+            time_t,
+            blocks,
+            final_layer,
+            logit_softcap: config.logit_softcap.unwrap_or(0.0),
+            head_dim: config.head_dim(),
+        })
+    }
+
     /// Logits (B, L, V) for inputs `x` (B, L, V) at times `tau_s` (B,) and, for flow maps,
-    /// `tau_t` (B,). A plain FLM ignores `tau_t`.
+    /// `tau_t` (B,). A plain FLM ignores `tau_t`. The model's logit cap, if any, is applied:
+    /// these are the logits the softmax sees.
     pub fn forward(&self, x: Tensor<3>, tau_s: Tensor<1>, tau_t: Option<Tensor<1>>) -> Tensor<3> {
+        self.cap_logits(self.forward_uncapped(x, tau_s, tau_t))
+    }
+
+    /// [`Dit::forward`] before the logit cap: the network's raw output layer, the numbers the
+    /// paper's PyTorch `DIT.forward` returns (its training code caps them afterwards). Equal
+    /// to `forward` for models without a cap.
+    pub fn forward_uncapped(
+        &self,
+        x: Tensor<3>,
+        tau_s: Tensor<1>,
+        tau_t: Option<Tensor<1>>,
+    ) -> Tensor<3> {
         let [batch, len, vocab] = x.dims();
         let embedded = x
             .reshape([batch * len, vocab])
@@ -124,15 +256,29 @@ impl Dit {
         self.forward_embedded(embedded, tau_s, tau_t)
     }
 
+    /// The soft cap `c·tanh(l/c)` on output logits, or the logits unchanged without one.
+    pub fn cap_logits(&self, logits: Tensor<3>) -> Tensor<3> {
+        match self.logit_softcap() {
+            Some(cap) => soft_cap(logits, cap),
+            None => logits,
+        }
+    }
+
+    /// The cap on output logits (`ModelConfig::logit_softcap`).
+    pub fn logit_softcap(&self) -> Option<f32> {
+        (self.logit_softcap > 0.0).then_some(self.logit_softcap)
+    }
+
     /// Fast path for clean token ids: a row lookup is the same as multiplying a one-hot by E.
     /// The autoregressive reference model uses it with a constant time.
     pub fn forward_tokens(&self, ids: Tensor<2, Int>, tau_s: Tensor<1>) -> Tensor<3> {
         let [batch, len] = ids.dims();
         let d = self.embedding.dims()[1];
         let rows = self.embedding.val().select(0, ids.reshape([batch * len]));
-        self.forward_embedded(rows.reshape([batch, len, d]), tau_s, None)
+        self.cap_logits(self.forward_embedded(rows.reshape([batch, len, d]), tau_s, None))
     }
 
+    /// The network after the input embedding, up to the raw (uncapped) logits.
     fn forward_embedded(
         &self,
         mut h: Tensor<3>,
@@ -152,12 +298,7 @@ impl Dit {
         let final_mods = self.final_layer.ada_ln.forward(cond).chunk(2, 1);
         let [shift, scale]: [Tensor<2>; 2] = final_mods.try_into().expect("two chunks");
         let normed = modulate(self.final_layer.norm.forward(h), shift, scale);
-        let logits = self.final_layer.to_logits.forward(normed);
-        if self.logit_softcap > 0.0 {
-            soft_cap(logits, self.logit_softcap)
-        } else {
-            logits
-        }
+        self.final_layer.to_logits.forward(normed)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -358,6 +499,74 @@ mod tests {
         after
             .into_data()
             .assert_approx_eq::<f32>(&before, burn::tensor::Tolerance::absolute(1e-6));
+    }
+
+    #[test]
+    fn from_weights_rebuilds_a_model_exactly() {
+        let device = cpu_device();
+        for two_times in [false, true] {
+            let config = ModelConfig {
+                two_times,
+                ..micro_config(17, 6)
+            };
+            let model = tests_support::perturbed(Dit::new(&config, 4, &device), 5);
+            let params = crate::train::params::flat_params(&model);
+            let mut asked = Vec::new();
+            let rebuilt = Dit::from_weights(&config, &device, &mut |path, shape| {
+                asked.push(path.to_string());
+                let values = params.get(path).ok_or_else(|| path.to_string())?;
+                assert_eq!(values.dims()[0], shape.iter().product::<usize>(), "{path}");
+                Ok::<_, String>(values.clone().into_data().try_into_vec::<f32>().unwrap())
+            })
+            .unwrap();
+            asked.sort();
+            let mut expected: Vec<String> = params.keys().cloned().collect();
+            expected.sort();
+            assert_eq!(asked, expected);
+            let x = random_input([2, 6, 17], &device);
+            let taus = || Tensor::<1>::from_floats([0.1, 0.6], &device);
+            let second = || two_times.then(|| Tensor::<1>::from_floats([0.3, 0.9], &device));
+            let a = model.forward(x.clone(), taus(), second()).into_data();
+            let b = rebuilt.forward(x, taus(), second()).into_data();
+            a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(0.0));
+        }
+    }
+
+    #[test]
+    fn from_weights_stops_at_the_first_error() {
+        let device = cpu_device();
+        let config = micro_config(9, 4);
+        let result = Dit::from_weights(&config, &device, &mut |path, shape| {
+            if path == "blocks.1.ada_ln.bias" {
+                Err(format!("no {path}"))
+            } else {
+                Ok(vec![0.0; shape.iter().product()])
+            }
+        });
+        assert_eq!(result.unwrap_err(), "no blocks.1.ada_ln.bias");
+    }
+
+    #[test]
+    fn forward_is_the_capped_uncapped_output() {
+        let device = cpu_device();
+        let config = ModelConfig {
+            logit_softcap: Some(0.5),
+            ..micro_config(11, 5)
+        };
+        let model = tests_support::perturbed(Dit::new(&config, 1, &device), 3);
+        let x = random_input([1, 5, 11], &device);
+        let tau = || Tensor::<1>::from_floats([0.4], &device);
+        let raw = model.forward_uncapped(x.clone(), tau(), None);
+        let capped = model.forward(x, tau(), None);
+        assert_eq!(model.logit_softcap(), Some(0.5));
+        soft_cap(raw.clone(), 0.5)
+            .into_data()
+            .assert_approx_eq::<f32>(&capped.into_data(), burn::tensor::Tolerance::absolute(1e-6));
+        let raw = raw.into_data().try_into_vec::<f32>().unwrap();
+        assert!(
+            raw.iter().any(|l| l.abs() > 0.5),
+            "the cap must matter here"
+        );
     }
 
     #[test]

@@ -82,19 +82,22 @@ pub use crate::kernels::fused::{gelu_tanh, soft_cap};
 #[derive(Module, Debug)]
 pub struct LayerNorm {
     pub weight: Param<Tensor<1>>,
+    /// ε under the square root (`ModelConfig::layer_norm_eps`); not a weight, not saved.
+    pub eps: f64,
 }
 
 impl LayerNorm {
-    pub fn new(d: usize, device: &Device) -> Self {
+    pub fn new(d: usize, eps: f64, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([d], device)),
+            eps,
         }
     }
 
-    /// Zero mean, unit variance over the last axis, times the scale (one fused pass on the
-    /// CPU, `kernels::fused`).
+    /// Zero mean, unit (biased) variance over the last axis, `(x − mean)/√(var + eps)`,
+    /// times the scale (one fused pass on the CPU, `kernels::fused`).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        crate::kernels::fused::layer_norm(x, self.weight.val())
+        crate::kernels::fused::layer_norm(x, self.weight.val(), self.eps)
     }
 }
 

@@ -204,7 +204,7 @@ pub fn load_config(run: &RunDir) -> Result<RunConfig, CheckpointError> {
 
 /// Loads the tokenizer and checks it matches the model's vocabulary.
 pub fn load_tokenizer(run: &RunDir, config: &RunConfig) -> Result<TextTokenizer, CheckpointError> {
-    let tokenizer = TextTokenizer::load(&run.tokenizer_path())?;
+    let tokenizer = TextTokenizer::load_as(config.data.tokenizer, &run.tokenizer_path())?;
     if tokenizer.vocab_size() != config.model.vocab_size {
         return Err(CheckpointError::Mismatch {
             path: run.tokenizer_path(),
@@ -218,7 +218,8 @@ pub fn load_tokenizer(run: &RunDir, config: &RunConfig) -> Result<TextTokenizer,
     Ok(tokenizer)
 }
 
-fn model_bytes(model: &Dit) -> Vec<u8> {
+/// A model's weights as the bytes of `model.safetensors`, in the layout [`load_weights`] reads.
+pub(crate) fn model_bytes(model: &Dit) -> Vec<u8> {
     let mut store = SafetensorsStore::from_bytes(None);
     model
         .save_into(&mut store)
@@ -242,34 +243,36 @@ pub fn load_weights(
             path: path.to_path_buf(),
             reason: format!("not a readable safetensors file ({e})"),
         })?;
-    let mut model = Dit::new(&config.model, 0, device);
-    let expected = super::params::flat_params(&model);
-    for (name, tensor) in expected {
+    // Each parameter is read straight from the file into the model: no initial weights are
+    // drawn and the bytes are not copied, so a large model is held about twice at most (the
+    // file and the model), once when this returns.
+    let mismatch = |reason: String| CheckpointError::Mismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    Dit::from_weights(&config.model, device, &mut |name, shape| {
         let view = tensors
-            .tensor(&name)
-            .map_err(|_| CheckpointError::Mismatch {
-                path: path.to_path_buf(),
-                reason: format!("tensor `{name}` is missing"),
-            })?;
+            .tensor(name)
+            .map_err(|_| mismatch(format!("tensor `{name}` is missing")))?;
         let stored: usize = view.shape().iter().product();
-        let wanted = tensor.shape().num_elements();
+        let wanted: usize = shape.iter().product();
         if stored != wanted {
-            return Err(CheckpointError::Mismatch {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "tensor `{name}` has {stored} values but config.json implies {wanted}"
-                ),
-            });
+            return Err(mismatch(format!(
+                "tensor `{name}` has {stored} values but config.json implies {wanted}"
+            )));
         }
-    }
-    let mut store = SafetensorsStore::from_bytes(Some(bytes.clone()));
-    model
-        .load_from(&mut store)
-        .map_err(|e| CheckpointError::Mismatch {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    Ok(model)
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(mismatch(format!(
+                "tensor `{name}` is {:?}, not float32",
+                view.dtype()
+            )));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    })
 }
 
 fn optimizer_bytes(optimizer: &AdamW) -> Vec<u8> {

@@ -35,6 +35,66 @@ pub struct TeacherInfo {
     pub valid_loss: Option<f64>,
 }
 
+/// Which of a PyTorch Lightning checkpoint's two weight sets a model was imported from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightSet {
+    /// The exponential moving average (`ema.shadow_params`): what the paper evaluates and
+    /// samples.
+    #[default]
+    Ema,
+    /// The weights being optimised (`state_dict`).
+    Online,
+}
+
+impl std::fmt::Display for WeightSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightSet::Ema => "ema",
+            WeightSet::Online => "online",
+        })
+    }
+}
+
+impl std::str::FromStr for WeightSet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ema" => Ok(WeightSet::Ema),
+            "online" => Ok(WeightSet::Online),
+            other => Err(format!(
+                "unknown weight set `{other}` (expected ema or online)"
+            )),
+        }
+    }
+}
+
+/// The file layouts `flm import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportFormat {
+    /// A PyTorch Lightning `.ckpt` written by the paper's trainer.
+    LightningCheckpoint,
+    /// `model.safetensors` with the official state-dict names (what `flm export --layout
+    /// official` writes).
+    OfficialSafetensors,
+}
+
+/// Provenance of an imported model (`RunConfig::imported_from`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedFrom {
+    /// The file or folder given to `flm import`.
+    pub source: PathBuf,
+    pub format: ImportFormat,
+    /// The weight set taken; `None` for a file that holds only one (an official-layout
+    /// safetensors file).
+    pub weights: Option<WeightSet>,
+    /// The optimizer step the checkpoint was saved at, when it records one.
+    #[serde(default)]
+    pub step: Option<u64>,
+}
+
 /// Where the text comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -122,6 +182,10 @@ pub struct RunConfig {
     /// Present for flow-map runs (`kind: fmlm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// Present for models `flm import` brought in from the paper's PyTorch code: where their
+    /// weights came from. Such runs were not trained by flm (`train` holds defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<ImportedFrom>,
     /// `flm <version>` that wrote it.
     pub created_with: String,
 }

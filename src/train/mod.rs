@@ -8,7 +8,7 @@ pub mod events;
 pub mod metrics_log;
 pub mod objective;
 pub mod optimizer;
-mod params;
+pub(crate) mod params;
 pub mod probe;
 pub mod runs;
 pub mod setup;
@@ -16,7 +16,10 @@ pub mod throughput;
 pub mod trainer;
 
 pub use checkpoint::{CheckpointError, LoadedModel, RunDir, TrainingState, load_model};
-pub use config::{DataConfig, DistillConfig, ModelKind, RunConfig, TeacherInfo, TrainConfig};
+pub use config::{
+    DataConfig, DistillConfig, ImportFormat, ImportedFrom, ModelKind, RunConfig, TeacherInfo,
+    TrainConfig, WeightSet,
+};
 pub use events::{RunControl, StopReason, TrainEvent};
 pub use objective::Objective;
 pub use runs::{EXPORTED_FILES, RunListing, delete_run, export_model, list_runs};

@@ -202,6 +202,7 @@ pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainErr
             settings: request.settings.clone(),
         }),
         created_with: created_with(),
+        imported_from: None,
     };
 
     create_run_dir(&run)?;
@@ -414,6 +415,7 @@ fn new_config(request: &TrainRequest) -> RunConfig {
         train: request.train.clone(),
         distill,
         created_with: created_with(),
+        imported_from: None,
     }
 }
 
