@@ -1,100 +1,84 @@
 //! Checkpoints: the runs folder as a list; load a run into the Sample view, read its config
 //! and curves, export it, delete it (after confirmation).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use eframe::egui;
 
-use crate::train::metrics_log::{self, LossCurves};
-
+use super::commands::{AppCommand, RunsFolder, ViewContext};
 use super::dialogs::PickPurpose;
 use super::style;
-use super::{FlmApp, View};
-use crate::train::{ModelKind, RunListing, delete_run, list_runs};
+use super::training_session::loss_curves;
+use crate::train::metrics_log::LossCurves;
+use crate::train::{ModelKind, RunListing};
 
-pub struct CheckpointsState {
-    pub root: PathBuf,
-    pub runs: Vec<RunListing>,
+/// The Checkpoints view: which run is selected and what is being done to it. The listing
+/// itself is the app's ([`RunsFolder`]), read by a job.
+#[derive(Default)]
+pub struct CheckpointsView {
     pub selected: Option<PathBuf>,
     /// The run awaiting "really delete?".
     pub confirm_delete: Option<PathBuf>,
     pub exporting: bool,
-    /// Loss curves of the selected run, read from its metrics.jsonl.
-    curves: Option<(PathBuf, LossCurves)>,
-    list_error: Option<String>,
+    pub deleting: bool,
+    /// The selected run's loss curves: `None` while its metrics are being read.
+    curves: Option<(PathBuf, Option<LossCurves>)>,
 }
 
-impl CheckpointsState {
-    pub fn new(root: PathBuf) -> Self {
-        Self {
-            root,
-            runs: Vec::new(),
-            selected: None,
-            confirm_delete: None,
-            exporting: false,
-            curves: None,
-            list_error: None,
-        }
-    }
-
+impl CheckpointsView {
     pub fn busy(&self) -> bool {
-        self.exporting
+        self.exporting || self.deleting
     }
 
-    /// Re-reads the runs folder (cheap: configs and state files only).
-    pub fn refresh(&mut self) {
-        match list_runs(&self.root) {
-            Ok(runs) => {
-                self.runs = runs;
-                self.list_error = None;
-            }
-            Err(error) => {
-                self.runs.clear();
-                self.list_error = Some(error.to_string());
-            }
-        }
+    /// A fresh listing arrived: forget a selection that is gone.
+    pub(super) fn listed(&mut self, runs: &[RunListing]) {
         if let Some(selected) = &self.selected
-            && !self.runs.iter().any(|r| &r.dir == selected)
+            && !runs.iter().any(|r| &r.dir == selected)
         {
             self.selected = None;
         }
     }
 
-    fn selected_run(&self) -> Option<&RunListing> {
-        let selected = self.selected.as_ref()?;
-        self.runs.iter().find(|r| &r.dir == selected)
+    pub(super) fn curves_loaded(&mut self, dir: &Path, curves: LossCurves) {
+        if let Some((wanted, slot)) = &mut self.curves
+            && wanted == dir
+        {
+            *slot = Some(curves);
+        }
     }
-}
 
-impl FlmApp {
-    pub(super) fn checkpoints_view(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        let runs: &RunsFolder = ctx.runs;
         ui.horizontal(|ui| {
             ui.heading("Runs");
-            ui.monospace(self.checkpoints.root.display().to_string());
+            ui.monospace(runs.root.display().to_string());
             if ui.button("📂 Change folder…").clicked() {
-                self.jobs.pick(
-                    PickPurpose::RunsFolder,
-                    "Choose the folder that holds your runs",
-                );
+                ctx.send(AppCommand::Pick {
+                    purpose: PickPurpose::RunsFolder,
+                    title: "Choose the folder that holds your runs",
+                });
             }
             if ui.button("⟳ Refresh").clicked() {
-                self.checkpoints.refresh();
+                ctx.send(AppCommand::RefreshRuns);
+            }
+            if runs.listing {
+                style::busy(ui);
             }
         });
-        if let Some(error) = &self.checkpoints.list_error {
+        if let Some(error) = &runs.error {
             ui.colored_label(style::ERROR_TEXT, error);
         }
-        if self.checkpoints.runs.is_empty() {
+        if runs.list.is_empty() && !runs.listing {
             ui.weak("No runs yet: train one in the Train view.");
         }
         ui.columns(2, |columns| {
-            self.run_table(&mut columns[0]);
-            self.run_details(&mut columns[1]);
+            self.run_table(&mut columns[0], &runs.list);
+            self.run_details(&mut columns[1], ctx);
         });
-        self.delete_confirmation(ui);
+        self.delete_confirmation(ui, ctx);
     }
 
-    fn run_table(&mut self, ui: &mut egui::Ui) {
+    fn run_table(&mut self, ui: &mut egui::Ui, runs: &[RunListing]) {
         egui::ScrollArea::vertical().id_salt("runs").show(ui, |ui| {
             egui::Grid::new("runs-grid")
                 .striped(true)
@@ -105,13 +89,13 @@ impl FlmApp {
                     ui.strong("step");
                     ui.strong("valid loss");
                     ui.end_row();
-                    for run in &self.checkpoints.runs {
-                        let selected = self.checkpoints.selected.as_ref() == Some(&run.dir);
+                    for run in runs {
+                        let selected = self.selected.as_ref() == Some(&run.dir);
                         if ui.selectable_label(selected, &run.name).clicked() {
-                            self.checkpoints.selected = Some(run.dir.clone());
+                            self.selected = Some(run.dir.clone());
                         }
                         ui.label(match &run.config {
-                            Ok(c) => kind_name(c.kind),
+                            Ok(c) => c.kind.short_name(),
                             Err(_) => "unreadable",
                         });
                         ui.label(
@@ -131,8 +115,9 @@ impl FlmApp {
         });
     }
 
-    fn run_details(&mut self, ui: &mut egui::Ui) {
-        let Some(run) = self.checkpoints.selected_run().cloned() else {
+    fn run_details(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        let selected = self.selected.as_ref();
+        let Some(run) = ctx.runs.list.iter().find(|r| Some(&r.dir) == selected) else {
             ui.weak("Select a run to see its settings, curves and actions.");
             return;
         };
@@ -145,12 +130,11 @@ impl FlmApp {
                 .on_disabled_hover_text("No weights yet, or a reference model")
                 .clicked()
             {
-                self.sample.model = Some(run.dir.clone());
-                self.view = View::Sample;
+                ctx.send(AppCommand::OpenInSample(run.dir.clone()));
             }
             if ui
                 .add_enabled(
-                    run.has_weights() && !self.checkpoints.exporting,
+                    run.has_weights() && !self.exporting,
                     egui::Button::new("📦 Export…"),
                 )
                 .on_hover_text(
@@ -158,16 +142,16 @@ impl FlmApp {
                 )
                 .clicked()
             {
-                self.jobs.pick(
-                    PickPurpose::ExportFolder,
-                    "Choose a folder to export the model into",
-                );
+                ctx.send(AppCommand::Pick {
+                    purpose: PickPurpose::ExportFolder,
+                    title: "Choose a folder to export the model into",
+                });
             }
             if ui.button("🗑 Delete…").clicked() {
-                self.checkpoints.confirm_delete = Some(run.dir.clone());
+                self.confirm_delete = Some(run.dir.clone());
             }
         });
-        if self.checkpoints.exporting {
+        if self.exporting {
             ui.horizontal(|ui| {
                 style::busy(ui);
                 ui.label("exporting…");
@@ -181,7 +165,7 @@ impl FlmApp {
                         ui.monospace(value);
                         ui.end_row();
                     };
-                    row("kind", kind_name(config.kind).into());
+                    row("kind", config.kind.short_name().into());
                     row("data", config.data.source.clone());
                     row(
                         "model",
@@ -225,32 +209,25 @@ impl FlmApp {
                 ui.colored_label(style::ERROR_TEXT, error);
             }
         }
-        if self.checkpoints.curves.as_ref().map(|(dir, _)| dir) != Some(&run.dir) {
-            let lines = metrics_log::read(&crate::train::RunDir::new(&run.dir).metrics_path());
-            self.checkpoints.curves = Some((run.dir.clone(), LossCurves::from_lines(&lines)));
-        }
-        if let Some((_, curves)) = &self.checkpoints.curves {
-            super::train_view::loss_curves(ui, "run", &curves.train, &curves.valid, 180.0);
+        match &self.curves {
+            Some((dir, Some(curves))) if *dir == run.dir => {
+                loss_curves(ui, "run", &curves.train, &curves.valid, 180.0);
+            }
+            Some((dir, None)) if *dir == run.dir => {
+                style::busy(ui);
+            }
+            _ => {
+                self.curves = Some((run.dir.clone(), None));
+                ctx.send(AppCommand::LoadCurves(run.dir.clone()));
+            }
         }
     }
 
-    /// Exports the selected run into `dest` on a worker thread.
-    pub fn export_selected_to(&mut self, dest: PathBuf) {
-        let Some(run) = self.checkpoints.selected.clone() else {
+    fn delete_confirmation(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        let Some(dir) = self.confirm_delete.clone() else {
             return;
         };
-        self.checkpoints.exporting = true;
-        self.jobs.export(run, dest);
-    }
-
-    fn delete_confirmation(&mut self, ui: &mut egui::Ui) {
-        let Some(dir) = self.checkpoints.confirm_delete.clone() else {
-            return;
-        };
-        let in_use = [&self.train.flm, &self.train.distill]
-            .into_iter()
-            .flatten()
-            .any(|s| s.running() && s.run_dir.as_ref() == Some(&dir));
+        let in_use = ctx.runs_in_use.contains(&dir);
         let modal = egui::Modal::new(egui::Id::unique("confirm-delete")).show(ui.ctx(), |ui| {
             ui.heading("Delete this run?");
             ui.monospace(dir.display().to_string());
@@ -260,28 +237,17 @@ impl FlmApp {
             }
             ui.horizontal(|ui| {
                 if ui.add_enabled(!in_use, egui::Button::new("Delete")).clicked() {
-                    match delete_run(&dir) {
-                        Ok(()) => self.notices.push(format!("deleted {}", dir.display())),
-                        Err(error) => self.errors.push(format!("could not delete: {error}")),
-                    }
-                    self.checkpoints.confirm_delete = None;
-                    self.checkpoints.refresh();
+                    self.deleting = true;
+                    ctx.send(AppCommand::Delete(dir.clone()));
+                    self.confirm_delete = None;
                 }
                 if ui.button("Cancel").clicked() {
-                    self.checkpoints.confirm_delete = None;
+                    self.confirm_delete = None;
                 }
             });
         });
         if modal.should_close() {
-            self.checkpoints.confirm_delete = None;
+            self.confirm_delete = None;
         }
-    }
-}
-
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Flm => "FLM",
-        ModelKind::FlowMap => "FMLM",
-        ModelKind::Autoregressive => "AR reference",
     }
 }

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use eframe::egui;
 
-use super::FlmApp;
+use super::commands::{AppCommand, DataChoice, ViewContext};
 use super::dialogs::PickPurpose;
 use super::style;
 use crate::data::{BuiltinTask, DataPreview, TokenizerKind};
 use crate::train::setup::DEFAULT_VOCAB;
 
-/// The user's data choice and its analysis.
-pub struct DataState {
+/// View 1: the user's data choice and its analysis.
+pub struct DataView {
     /// `builtin:<task>` or a file path.
     pub source: String,
     pub tokenizer: TokenizerKind,
@@ -25,7 +25,7 @@ pub struct DataState {
     source_input: String,
 }
 
-impl Default for DataState {
+impl Default for DataView {
     fn default() -> Self {
         Self {
             source: "builtin:repeat".into(),
@@ -39,7 +39,7 @@ impl Default for DataState {
     }
 }
 
-impl DataState {
+impl DataView {
     pub fn busy(&self) -> bool {
         self.pending.is_some()
     }
@@ -62,10 +62,19 @@ impl DataState {
         self.error = None;
     }
 
+    /// The current choice, as other views see it.
+    pub fn choice(&self) -> DataChoice {
+        DataChoice {
+            source: self.source.clone(),
+            tokenizer: self.tokenizer,
+            vocab_size: self.vocab_size,
+        }
+    }
+
     /// What to analyse next; marks the analysis as running.
-    pub(super) fn preview_request(&mut self) -> (String, TokenizerKind, usize) {
+    pub(super) fn preview_request(&mut self) -> AppCommand {
         self.pending = Some(self.source.clone());
-        (self.source.clone(), self.tokenizer, self.vocab_size)
+        AppCommand::Preview(self.choice())
     }
 
     /// Takes an analysis; stale ones (the user chose other data meanwhile) are dropped.
@@ -96,8 +105,8 @@ impl DataState {
     }
 }
 
-impl FlmApp {
-    pub(super) fn data_view(&mut self, ui: &mut egui::Ui) {
+impl DataView {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
         ui.heading("Training data");
         ui.label("Pick a UTF-8 text file of your own, or a built-in task the app generates.");
         ui.add_space(6.0);
@@ -106,13 +115,13 @@ impl FlmApp {
             for task in BuiltinTask::ALL {
                 let spec = format!("builtin:{}", task.name());
                 if ui
-                    .selectable_label(self.data.source == spec, format!("builtin:{}", task.name()))
+                    .selectable_label(self.source == spec, format!("builtin:{}", task.name()))
                     .on_hover_text(task.description())
                     .clicked()
                 {
-                    self.data.source = spec;
-                    self.data.preview = None;
-                    self.data.error = None;
+                    self.source = spec;
+                    self.preview = None;
+                    self.error = None;
                     changed = true;
                 }
             }
@@ -125,17 +134,17 @@ impl FlmApp {
                 )
                 .clicked()
             {
-                self.jobs.pick(
-                    PickPurpose::TrainingText,
-                    "Choose a UTF-8 text file to train on",
-                );
+                ctx.send(AppCommand::Pick {
+                    purpose: PickPurpose::TrainingText,
+                    title: "Choose a UTF-8 text file to train on",
+                });
             }
         });
         ui.horizontal(|ui| {
             let label = ui.label("Source:");
             let field = ui
                 .add(
-                    egui::TextEdit::singleline(&mut self.data.source_input)
+                    egui::TextEdit::singleline(&mut self.source_input)
                         .font(egui::TextStyle::Monospace)
                         .hint_text("a file path, or builtin:<task>")
                         .desired_width(ui.available_width().min(720.0)),
@@ -143,26 +152,26 @@ impl FlmApp {
                 .labelled_by(label.id)
                 .on_hover_text("Type or paste a path and press Enter");
             if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                let typed = self.data.source_input.trim().to_owned();
-                if !typed.is_empty() && typed != self.data.source {
-                    self.data.choose_source(typed);
+                let typed = self.source_input.trim().to_owned();
+                if !typed.is_empty() && typed != self.source {
+                    self.choose_source(typed);
                     changed = true;
                 }
             }
             if !field.has_focus() {
                 // Follows choices made elsewhere (buttons, the file dialog).
-                self.data.source_input.clone_from(&self.data.source);
+                self.source_input.clone_from(&self.source);
             }
         });
-        ui.add_enabled_ui(!self.data.is_builtin(), |ui| {
+        ui.add_enabled_ui(!self.is_builtin(), |ui| {
             ui.horizontal(|ui| {
                 let label = ui.label("Tokenizer");
                 egui::ComboBox::from_id_salt("tokenizer")
-                    .selected_text(self.data.tokenizer.to_string())
+                    .selected_text(self.tokenizer.to_string())
                     .show_ui(ui, |ui| {
                         for kind in [TokenizerKind::Bpe, TokenizerKind::Char] {
                             changed |= ui
-                                .selectable_value(&mut self.data.tokenizer, kind, kind.to_string())
+                                .selectable_value(&mut self.tokenizer, kind, kind.to_string())
                                 .changed();
                         }
                     })
@@ -171,32 +180,32 @@ impl FlmApp {
                 changed |= super::labelled(
                     ui,
                     "vocabulary",
-                    egui::DragValue::new(&mut self.data.vocab_size)
-                        .range(self.data.tokenizer.min_vocab_size()..=65536)
+                    egui::DragValue::new(&mut self.vocab_size)
+                        .range(self.tokenizer.min_vocab_size()..=65536)
                         .speed(16),
                 )
                 .on_hover_text("Upper bound: a BPE trained on little text may stop earlier")
                 .changed();
             });
         });
-        if self.data.is_builtin() {
+        if self.is_builtin() {
             ui.weak("Built-in tasks use their own 30-token character vocabulary.");
         }
         ui.horizontal(|ui| {
-            let analyse = ui.add_enabled(!self.data.busy(), egui::Button::new("🔎 Analyse"));
+            let analyse = ui.add_enabled(!self.busy(), egui::Button::new("🔎 Analyse"));
             if analyse.clicked() {
                 changed = true;
             }
-            if self.data.busy() {
+            if self.busy() {
                 style::busy(ui);
                 ui.label("training the tokenizer…");
             }
         });
-        if changed && !self.data.busy() {
-            self.start_preview();
+        if changed && !self.busy() {
+            ctx.send(self.preview_request());
         }
         ui.separator();
-        if let Some(error) = &self.data.error {
+        if let Some(error) = &self.error {
             egui::Frame::new()
                 .fill(style::error_fill(ui))
                 .inner_margin(8.0)
@@ -205,9 +214,9 @@ impl FlmApp {
                     ui.label(egui::RichText::new(error).color(style::ERROR_TEXT));
                 });
         }
-        if let Some(preview) = &self.data.preview {
+        if let Some(preview) = &self.preview {
             preview_panel(ui, preview);
-        } else if self.data.error.is_none() && !self.data.busy() {
+        } else if self.error.is_none() && !self.busy() {
             ui.weak("Click Analyse to see corpus statistics.");
         }
     }
@@ -274,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_typed_source_expands_the_home_folder_and_keeps_builtins() {
-        let mut data = DataState::default();
+        let mut data = DataView::default();
         let home = crate::app::home_dir().expect("a home folder where tests run");
         data.choose_source("~/books/emma.txt".into());
         let expected = home.join("books/emma.txt");

@@ -16,9 +16,11 @@ use crate::data::{BuiltinTask, DataPreview, TokenizerKind, preview_data};
 use crate::device::ComputeDevice;
 use crate::flow::{Decoding, Schedule, Trajectory};
 use crate::generate::{GenerateRequest, Generator};
+use crate::train::metrics_log::{self, LossCurves};
 use crate::train::{
-    DistillRequest, ModelKind, RunControl, TrainEvent, TrainRequest, TrainSummary, export_model,
-    load_model, prepare_distill, prepare_run, train,
+    DistillRequest, ModelKind, RunControl, RunDir, RunListing, TrainEvent, TrainRequest,
+    TrainSummary, delete_run, export_model, fresh_run_dir, list_runs, load_model, prepare_distill,
+    prepare_run, train,
 };
 
 /// Which training slot a message belongs to: the Train view shows both side by side.
@@ -54,6 +56,17 @@ pub enum JobMessage {
         dest: PathBuf,
         result: Result<Vec<PathBuf>, String>,
     },
+    /// The runs folder's listing.
+    Runs {
+        root: PathBuf,
+        result: Result<Vec<RunListing>, String>,
+    },
+    Deleted {
+        dir: PathBuf,
+        result: Result<(), String>,
+    },
+    /// A run's loss curves, read from its `metrics.jsonl`.
+    Curves { dir: PathBuf, curves: LossCurves },
 }
 
 /// Starts jobs and collects their answers.
@@ -164,9 +177,16 @@ impl Jobs {
             "train",
             move |sender| {
                 let result = (|| {
+                    // Named here, not on the UI thread: it looks at the disk.
                     let prepared = match start {
-                        TrainingStart::Flm(request) => prepare_run(&request),
-                        TrainingStart::Distill(request) => prepare_distill(&request),
+                        TrainingStart::Flm(mut request) => {
+                            request.out = fresh_run_dir(&request.out);
+                            prepare_run(&request)
+                        }
+                        TrainingStart::Distill(mut request) => {
+                            request.out = fresh_run_dir(&request.out);
+                            prepare_distill(&request)
+                        }
                     }
                     .map_err(|e| e.to_string())?;
                     let run_dir = prepared.run.root().to_path_buf();
@@ -217,6 +237,56 @@ impl Jobs {
             move |error| JobMessage::Exported {
                 dest: failed,
                 result: Err(error),
+            },
+        );
+    }
+
+    /// Lists the runs folder.
+    pub fn list_runs(&self, root: PathBuf) {
+        let failed = root.clone();
+        self.spawn(
+            "list-runs",
+            move |_| JobMessage::Runs {
+                result: list_runs(&root).map_err(|e| e.to_string()),
+                root,
+            },
+            move |error| JobMessage::Runs {
+                root: failed,
+                result: Err(error),
+            },
+        );
+    }
+
+    pub fn delete(&self, dir: PathBuf) {
+        let failed = dir.clone();
+        self.spawn(
+            "delete",
+            move |_| JobMessage::Deleted {
+                result: delete_run(&dir).map_err(|e| e.to_string()),
+                dir,
+            },
+            move |error| JobMessage::Deleted {
+                dir: failed,
+                result: Err(error),
+            },
+        );
+    }
+
+    pub fn load_curves(&self, dir: PathBuf) {
+        let failed = dir.clone();
+        self.spawn(
+            "curves",
+            move |_| {
+                let lines = metrics_log::read(&RunDir::new(&dir).metrics_path());
+                JobMessage::Curves {
+                    curves: LossCurves::from_lines(&lines),
+                    dir,
+                }
+            },
+            // Curves are a nicety: a crash reading them shows none.
+            move |_| JobMessage::Curves {
+                dir: failed,
+                curves: LossCurves::default(),
             },
         );
     }

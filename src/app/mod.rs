@@ -1,8 +1,11 @@
 //! The desktop app: Data → Train (and Distill) → Sample, plus Checkpoints. A thin layer over
-//! the library: every computation runs in [`jobs`] threads; views only draw state and turn
-//! clicks into job requests, so the window never waits on a model.
+//! the library: every computation and file read runs in [`jobs`] threads. Each view owns its
+//! state and draws from it plus what [`commands::ViewContext`] lends; it asks the app for
+//! everything else with [`commands::AppCommand`]s, which the app applies after drawing. So no
+//! view touches another's fields, and the window never waits on a model or the disk.
 
 mod checkpoints_view;
+pub mod commands;
 mod data_view;
 pub mod dialogs;
 pub mod frame_stats;
@@ -11,6 +14,7 @@ pub mod playback;
 mod sample_view;
 mod style;
 mod train_view;
+mod training_session;
 mod trajectory_widgets;
 
 use std::path::{Path, PathBuf};
@@ -19,13 +23,15 @@ use std::time::Duration;
 
 use eframe::egui;
 
-pub use checkpoints_view::CheckpointsState;
-pub use data_view::DataState;
+pub use checkpoints_view::CheckpointsView;
+use commands::{AppCommand, RunsFolder, ViewContext};
+pub use data_view::DataView;
 use dialogs::{Dialogs, NativeDialogs, PickPurpose};
 use frame_stats::{FrameLog, FrameStats};
 use jobs::{JobMessage, Jobs};
-pub use sample_view::SampleState;
-pub use train_view::{TrainDuration, TrainState};
+pub use sample_view::SampleView;
+pub use train_view::TrainView;
+pub use training_session::TrainDuration;
 
 use crate::device::{self, ComputeDevice, DeviceChoice};
 
@@ -76,10 +82,12 @@ impl AppSettings {
 /// The app state behind the window.
 pub struct FlmApp {
     pub view: View,
-    pub data: DataState,
-    pub train: TrainState,
-    pub sample: SampleState,
-    pub checkpoints: CheckpointsState,
+    pub data: DataView,
+    pub train: TrainView,
+    pub sample: SampleView,
+    pub checkpoints: CheckpointsView,
+    /// The runs folder, which every view reads.
+    pub runs: RunsFolder,
     /// Problems to show until dismissed: a failed job never closes the window.
     pub errors: Vec<String>,
     /// Short confirmations ("exported to …").
@@ -100,14 +108,18 @@ pub struct FlmApp {
 impl FlmApp {
     pub fn new(ctx: &egui::Context, settings: AppSettings) -> Self {
         style::apply(ctx, true);
-        let mut checkpoints = CheckpointsState::new(settings.runs_root);
-        checkpoints.refresh();
         let mut app = Self {
             view: View::Data,
-            data: DataState::default(),
-            train: TrainState::default(),
-            sample: SampleState::default(),
-            checkpoints,
+            data: DataView::default(),
+            train: TrainView::default(),
+            sample: SampleView::default(),
+            checkpoints: CheckpointsView::default(),
+            runs: RunsFolder {
+                root: settings.runs_root,
+                list: Vec::new(),
+                error: None,
+                listing: false,
+            },
             errors: Vec::new(),
             notices: Vec::new(),
             jobs: Jobs::new(ctx.clone(), settings.dialogs),
@@ -127,7 +139,8 @@ impl FlmApp {
                     }
                 }),
         };
-        app.start_preview();
+        let preview = app.data.preview_request();
+        app.apply(vec![preview, AppCommand::RefreshRuns]);
         app
     }
 
@@ -149,7 +162,7 @@ impl FlmApp {
     }
 
     pub fn runs_root(&self) -> &Path {
-        &self.checkpoints.root
+        &self.runs.root
     }
 
     pub fn frame_stats(&self) -> &FrameStats {
@@ -158,7 +171,11 @@ impl FlmApp {
 
     /// Whether any job is still running (tests wait on this).
     pub fn busy(&self) -> bool {
-        self.data.busy() || self.train.busy() || self.sample.busy() || self.checkpoints.busy()
+        self.data.busy()
+            || self.train.busy()
+            || self.sample.busy()
+            || self.checkpoints.busy()
+            || self.runs.listing
     }
 
     /// Draws one frame.
@@ -191,14 +208,24 @@ impl FlmApp {
                 .frame(bar)
                 .show(ui, |ui| self.messages(ui));
         }
+        let mut commands = Vec::new();
+        let data = self.data.choice();
+        let runs_in_use = self.train.runs_in_use();
+        let mut view_ctx = ViewContext {
+            runs: &self.runs,
+            data: &data,
+            runs_in_use: &runs_in_use,
+            commands: &mut commands,
+        };
         egui::CentralPanel::default()
             .frame(central)
             .show(ui, |ui| match self.view {
-                View::Data => self.data_view(ui),
-                View::Train => self.train_view(ui),
-                View::Sample => self.sample_view(ui),
-                View::Checkpoints => self.checkpoints_view(ui),
+                View::Data => self.data.ui(ui, &mut view_ctx),
+                View::Train => self.train.ui(ui, &mut view_ctx),
+                View::Sample => self.sample.ui(ui, &mut view_ctx),
+                View::Checkpoints => self.checkpoints.ui(ui, &mut view_ctx),
             });
+        self.apply(commands);
 
         if self.train.busy() {
             // Live curves: redraw often enough to stay above 30 frames/s while training is
@@ -214,6 +241,38 @@ impl FlmApp {
         }
     }
 
+    /// Does what the views asked for, in order.
+    fn apply(&mut self, commands: Vec<AppCommand>) {
+        for command in commands {
+            match command {
+                AppCommand::Show(view) => self.view = view,
+                AppCommand::Pick { purpose, title } => self.jobs.pick(purpose, title),
+                AppCommand::Preview(choice) => {
+                    self.jobs
+                        .preview(choice.source, choice.tokenizer, choice.vocab_size)
+                }
+                AppCommand::StartTraining {
+                    slot,
+                    start,
+                    control,
+                } => self.jobs.train(slot, *start, self.device.clone(), control),
+                AppCommand::Sample { request, progress } => {
+                    self.jobs.sample(request, self.device.clone(), progress)
+                }
+                AppCommand::OpenInSample(dir) => {
+                    self.sample.model = Some(dir);
+                    self.view = View::Sample;
+                }
+                AppCommand::Delete(dir) => self.jobs.delete(dir),
+                AppCommand::RefreshRuns => {
+                    self.runs.listing = true;
+                    self.jobs.list_runs(self.runs.root.clone());
+                }
+                AppCommand::LoadCurves(dir) => self.jobs.load_curves(dir),
+            }
+        }
+    }
+
     fn handle(&mut self, message: JobMessage) {
         match message {
             JobMessage::Picked { purpose, path } => {
@@ -221,13 +280,19 @@ impl FlmApp {
                 match purpose {
                     PickPurpose::TrainingText => {
                         self.data.choose_file(path);
-                        self.start_preview();
+                        let preview = self.data.preview_request();
+                        self.apply(vec![preview]);
                     }
                     PickPurpose::RunsFolder => {
-                        self.checkpoints.root = path;
-                        self.checkpoints.refresh();
+                        self.runs.root = path;
+                        self.apply(vec![AppCommand::RefreshRuns]);
                     }
-                    PickPurpose::ExportFolder => self.export_selected_to(path),
+                    PickPurpose::ExportFolder => {
+                        if let Some(run) = self.checkpoints.selected.clone() {
+                            self.checkpoints.exporting = true;
+                            self.jobs.export(run, path);
+                        }
+                    }
                     PickPurpose::CheckpointFolder => self.sample.model = Some(path),
                 }
             }
@@ -245,7 +310,7 @@ impl FlmApp {
                 if let Some(error) = self.train.done(slot, result) {
                     self.errors.push(error);
                 }
-                self.checkpoints.refresh();
+                self.apply(vec![AppCommand::RefreshRuns]);
                 self.sample.adopt_trained(self.train.latest_models());
             }
             JobMessage::Sampled(result) => {
@@ -264,12 +329,34 @@ impl FlmApp {
                     Err(error) => self.errors.push(format!("export failed: {error}")),
                 }
             }
+            JobMessage::Runs { root, result } => {
+                // A listing of a folder the user has since left is stale.
+                if root != self.runs.root {
+                    return;
+                }
+                self.runs.listing = false;
+                match result {
+                    Ok(list) => {
+                        self.checkpoints.listed(&list);
+                        self.runs.list = list;
+                        self.runs.error = None;
+                    }
+                    Err(error) => {
+                        self.runs.list.clear();
+                        self.runs.error = Some(error);
+                    }
+                }
+            }
+            JobMessage::Deleted { dir, result } => {
+                self.checkpoints.deleting = false;
+                match result {
+                    Ok(()) => self.notices.push(format!("deleted {}", dir.display())),
+                    Err(error) => self.errors.push(format!("could not delete: {error}")),
+                }
+                self.apply(vec![AppCommand::RefreshRuns]);
+            }
+            JobMessage::Curves { dir, curves } => self.checkpoints.curves_loaded(&dir, curves),
         }
-    }
-
-    fn start_preview(&mut self) {
-        let (source, kind, vocab) = self.data.preview_request();
-        self.jobs.preview(source, kind, vocab);
     }
 
     fn keyboard(&mut self, ctx: &egui::Context) {

@@ -7,16 +7,17 @@ use std::path::PathBuf;
 use eframe::egui;
 use egui_plot::{Line, Plot, PlotPoints, Points};
 
+use super::commands::{AppCommand, ViewContext};
 use super::dialogs::PickPurpose;
 use super::jobs::{SampleRequest, SampleResult, SampledModel, SamplingProgress};
 use super::playback::Playback;
 use super::style;
 use super::trajectory_widgets::{self as widgets, HeatMetric};
-use super::{FlmApp, run_name};
+use super::{labelled, run_name};
 use crate::train::ModelKind;
 
-/// The Sample view's settings, last result and replay position.
-pub struct SampleState {
+/// View 3: the sampling settings, the last result and the replay position.
+pub struct SampleView {
     pub model: Option<PathBuf>,
     pub steps: usize,
     pub eta: f64,
@@ -37,7 +38,7 @@ pub struct SampleState {
     generation: u64,
 }
 
-impl Default for SampleState {
+impl Default for SampleView {
     fn default() -> Self {
         Self {
             model: None,
@@ -59,7 +60,7 @@ impl Default for SampleState {
     }
 }
 
-impl SampleState {
+impl SampleView {
     pub fn busy(&self) -> bool {
         self.pending.is_some()
     }
@@ -125,25 +126,24 @@ impl SampleState {
     }
 }
 
-impl FlmApp {
+impl SampleView {
     /// Starts sampling with the view's settings (the Generate button).
-    pub fn generate(&mut self) {
-        if let Some(request) = self.sample.request() {
+    pub fn generate(&mut self, ctx: &mut ViewContext<'_>) {
+        if let Some(request) = self.request() {
             let progress = SamplingProgress::default();
             let total = request.steps + request.compare.as_ref().map_or(0, |(_, steps)| *steps);
-            self.sample.pending = Some((progress.clone(), total));
-            self.jobs.sample(request, self.device.clone(), progress);
+            self.pending = Some((progress.clone(), total));
+            ctx.send(AppCommand::Sample { request, progress });
         }
     }
 
-    pub(super) fn sample_view(&mut self, ui: &mut egui::Ui) {
-        self.sample_controls(ui);
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        self.controls(ui, ctx);
         ui.separator();
         let dt = ui.input(|i| i.stable_dt).min(0.1);
-        let (Some(result), Some(playback)) = (&self.sample.result, &mut self.sample.playback)
-        else {
+        let (Some(result), Some(playback)) = (&self.result, &mut self.playback) else {
             ui.add_space(20.0);
-            ui.weak(if self.sample.model.is_none() {
+            ui.weak(if self.model.is_none() {
                 "Train a model (or pick a checkpoint above), then Generate."
             } else {
                 "Generate records the whole denoising trajectory; then scrub through it."
@@ -154,10 +154,7 @@ impl FlmApp {
             ui.ctx().request_repaint();
         }
         let main = &result.main;
-        let sample = self
-            .sample
-            .sample_index
-            .min(main.texts.len().saturating_sub(1));
+        let sample = self.sample_index.min(main.texts.len().saturating_sub(1));
         playback_bar(ui, playback, main);
         let step = playback.step;
         let frame = &main.trajectory.samples[sample].frames[step];
@@ -176,7 +173,7 @@ impl FlmApp {
                         Some(false) => format!("#{i} ✖"),
                         None => format!("#{i}"),
                     };
-                    ui.selectable_value(&mut self.sample.sample_index, i, label);
+                    ui.selectable_value(&mut self.sample_index, i, label);
                 }
             });
             egui::Frame::group(ui.style()).show(ui, |ui| {
@@ -192,21 +189,21 @@ impl FlmApp {
             widgets::simplex_bars(ui, frame, top_k, &main.vocab, 140.0);
             ui.add_space(6.0);
             let steps = main.trajectory.steps;
-            let key = (sample, self.sample.metric, self.sample.generation);
-            if self.sample.heat.as_ref().map(|(k, _)| *k) != Some(key) {
-                let image = widgets::heat_image(&main.trajectory, sample, self.sample.metric);
+            let key = (sample, self.metric, self.generation);
+            if self.heat.as_ref().map(|(k, _)| *k) != Some(key) {
+                let image = widgets::heat_image(&main.trajectory, sample, self.metric);
                 let texture = ui.ctx().load_texture("heatmap", image, egui::TextureOptions::NEAREST);
-                self.sample.heat = Some((key, texture));
+                self.heat = Some((key, texture));
             }
             ui.columns(2, |columns| {
                 let ui = &mut columns[0];
                 ui.horizontal(|ui| {
                     ui.label("Heatmap of");
                     for metric in [HeatMetric::Entropy, HeatMetric::Doubt] {
-                        ui.selectable_value(&mut self.sample.metric, metric, metric.label());
+                        ui.selectable_value(&mut self.metric, metric, metric.label());
                     }
                 });
-                if let Some((_, texture)) = &self.sample.heat {
+                if let Some((_, texture)) = &self.heat {
                     let size = egui::vec2(ui.available_width(), 160.0);
                     if let Some(picked) = widgets::heatmap(ui, texture, steps, step, size) {
                         playback.step = picked;
@@ -227,10 +224,10 @@ impl FlmApp {
         });
     }
 
-    fn sample_controls(&mut self, ui: &mut egui::Ui) {
-        let models: Vec<(PathBuf, ModelKind)> = self
-            .checkpoints
+    fn controls(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        let models: Vec<(PathBuf, ModelKind)> = ctx
             .runs
+            .list
             .iter()
             .filter(|r| r.has_weights())
             .filter_map(|r| match &r.config {
@@ -238,7 +235,7 @@ impl FlmApp {
                 _ => None,
             })
             .collect();
-        let state = &mut self.sample;
+        let state = self;
         let mut browse = false;
         ui.horizontal_wrapped(|ui| {
             let label = ui.label("Model");
@@ -250,7 +247,7 @@ impl FlmApp {
             {
                 browse = true;
             }
-            super::labelled(
+            labelled(
                 ui,
                 "steps",
                 egui::DragValue::new(&mut state.steps).range(1..=1024),
@@ -259,7 +256,7 @@ impl FlmApp {
                 Some(dir) == state.model.as_ref() && *kind == ModelKind::FlowMap
             });
             ui.add_enabled_ui(flow_map, |ui| {
-                super::labelled(
+                labelled(
                     ui,
                     "η",
                     egui::Slider::new(&mut state.eta, 0.0..=1.0).fixed_decimals(2),
@@ -267,8 +264,8 @@ impl FlmApp {
                 .on_hover_text("Flow-map steps: 0 = deterministic, 1 = fresh noise each step")
                 .on_disabled_hover_text("η applies to flow-map (FMLM) models");
             });
-            super::labelled(ui, "seed", egui::DragValue::new(&mut state.seed));
-            super::labelled(
+            labelled(ui, "seed", egui::DragValue::new(&mut state.seed));
+            labelled(
                 ui,
                 "samples",
                 egui::DragValue::new(&mut state.samples).range(1..=16),
@@ -281,7 +278,7 @@ impl FlmApp {
                 .on_hover_text("Sample a second model from the same noise, e.g. the FLM in 32 steps against its FMLM in 1");
             ui.add_enabled_ui(state.compare, |ui| {
                 model_combo(ui, "compare-model", &mut state.compare_model, &models, compare_id);
-                                super::labelled(ui, "steps", egui::DragValue::new(&mut state.compare_steps).range(1..=1024));
+                                labelled(ui, "steps", egui::DragValue::new(&mut state.compare_steps).range(1..=1024));
             });
         });
         let can_generate = state.model.is_some() && state.pending.is_none();
@@ -291,9 +288,9 @@ impl FlmApp {
                 .on_disabled_hover_text("Choose a trained model first")
                 .clicked()
             {
-                self.generate();
+                state.generate(ctx);
             }
-            if let Some((progress, total)) = &self.sample.pending {
+            if let Some((progress, total)) = &state.pending {
                 style::busy(ui);
                 let done = progress.steps_done().min(*total);
                 ui.add(
@@ -308,8 +305,10 @@ impl FlmApp {
             ui.weak("Space: play/pause · Left/Right arrow: one step");
         });
         if browse {
-            self.jobs
-                .pick(PickPurpose::CheckpointFolder, "Choose a checkpoint folder");
+            ctx.send(AppCommand::Pick {
+                purpose: PickPurpose::CheckpointFolder,
+                title: "Choose a checkpoint folder",
+            });
         }
     }
 }
@@ -318,10 +317,7 @@ fn model_title(model: &SampledModel) -> String {
     format!(
         "{} · {} · {} {}",
         run_name(&model.dir),
-        match model.kind {
-            ModelKind::FlowMap => "FMLM",
-            _ => "FLM",
-        },
+        model.kind.short_name(),
         model.trajectory.steps,
         if model.trajectory.steps == 1 {
             "step"
@@ -344,15 +340,10 @@ fn model_combo(
         .width(200.0)
         .show_ui(ui, |ui| {
             for (dir, kind) in models {
-                let kind = if *kind == ModelKind::FlowMap {
-                    "FMLM"
-                } else {
-                    "FLM"
-                };
                 ui.selectable_value(
                     selected,
                     Some(dir.clone()),
-                    format!("{} ({kind})", run_name(dir)),
+                    format!("{} ({})", run_name(dir), kind.short_name()),
                 );
             }
         })
@@ -384,7 +375,7 @@ fn playback_bar(ui: &mut egui::Ui, playback: &mut Playback, main: &SampledModel)
             playback.step = shown - 1;
             playback.playing = false;
         }
-        super::labelled(
+        labelled(
             ui,
             "speed",
             egui::DragValue::new(&mut playback.speed)

@@ -1,28 +1,25 @@
 //! View 2, Train: train an FLM on the chosen data with live curves, then distill it into a
 //! flow map (FMLM) from the same view. Runs keep going when the user switches views.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
+use super::commands::{AppCommand, ViewContext};
 use super::jobs::{TrainingSlot, TrainingStart};
-use super::style;
-use super::{FlmApp, run_name};
-use crate::flow::distill::DistillSettings;
+use super::training_session::{
+    TrainDuration, TrainingSession, duration_input, minutes_of, run_controls, session_panel,
+    steps_of,
+};
+use super::{labelled, run_name};
+use crate::flow::distill::{BoundaryTarget, DistillSettings, SecondTimeInit};
+use crate::flow::flow_map::Midpoint;
 use crate::model::ModelPreset;
 use crate::train::{
-    DistillRequest, NewModelKind, RunControl, StopReason, TrainConfig, TrainEvent, TrainRequest,
-    TrainSummary,
+    DistillRequest, ModelKind, NewModelKind, RunControl, TrainConfig, TrainEvent, TrainRequest,
+    TrainSummary, data_stem,
 };
-
-/// How long a run goes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TrainDuration {
-    Minutes(f64),
-    Steps(u64),
-}
 
 /// The Train form.
 #[derive(Debug, Clone)]
@@ -68,107 +65,21 @@ impl Default for DistillForm {
     }
 }
 
-/// One training (or distillation) run as the UI follows it.
-pub struct TrainingSession {
-    pub run_dir: Option<PathBuf>,
-    pub control: RunControl,
-    events: Option<Receiver<TrainEvent>>,
-    pub losses: Vec<[f64; 2]>,
-    pub valid_losses: Vec<[f64; 2]>,
-    pub device: Option<String>,
-    pub parameters: Option<usize>,
-    pub step: u64,
-    pub tokens_per_sec: f64,
-    pub eta_secs: Option<f64>,
-    pub elapsed_secs: f64,
-    /// The newest preview: sampler description and texts.
-    pub preview: Option<(String, Vec<String>)>,
-    pub outcome: Option<Result<TrainSummary, String>>,
-}
-
-impl TrainingSession {
-    fn new(control: RunControl) -> Self {
-        Self {
-            run_dir: None,
-            control,
-            events: None,
-            losses: Vec::new(),
-            valid_losses: Vec::new(),
-            device: None,
-            parameters: None,
-            step: 0,
-            tokens_per_sec: 0.0,
-            eta_secs: None,
-            elapsed_secs: 0.0,
-            preview: None,
-            outcome: None,
-        }
-    }
-
-    pub fn running(&self) -> bool {
-        self.outcome.is_none()
-    }
-
-    fn apply(&mut self, event: TrainEvent) {
-        match event {
-            TrainEvent::Started {
-                device,
-                parameters,
-                start_step,
-                ..
-            } => {
-                self.device = Some(device);
-                self.parameters = Some(parameters);
-                self.step = start_step;
-            }
-            TrainEvent::Step {
-                step,
-                loss,
-                tokens_per_sec,
-                elapsed_secs,
-                eta_secs,
-                ..
-            } => {
-                self.losses.push([step as f64, loss]);
-                self.step = step;
-                self.tokens_per_sec = tokens_per_sec;
-                self.elapsed_secs = elapsed_secs;
-                self.eta_secs = eta_secs;
-            }
-            TrainEvent::Validation { step, loss, .. } => {
-                self.valid_losses.push([step as f64, loss])
-            }
-            TrainEvent::Samples {
-                step,
-                sampler,
-                steps,
-                texts,
-                valid_fraction,
-            } => {
-                let validity = valid_fraction
-                    .map(|v| format!(", {:.0}% valid", v * 100.0))
-                    .unwrap_or_default();
-                self.preview = Some((
-                    format!("step {step}: {sampler}, {steps} steps{validity}"),
-                    texts,
-                ));
-            }
-            TrainEvent::Finished { step, .. } => self.step = step,
-            TrainEvent::Checkpoint { .. } => {}
-        }
-    }
-}
-
-/// The Train view's state.
+/// The Train view: both forms and the two runs it follows.
 #[derive(Default)]
-pub struct TrainState {
+pub struct TrainView {
     pub form: TrainForm,
     pub distill_form: DistillForm,
     pub flm: Option<TrainingSession>,
     pub distill: Option<TrainingSession>,
 }
 
-impl TrainState {
+/// Preview samples and validation come this often in app runs: the user is watching.
+const APP_PREVIEW_EVERY: u64 = 100;
+/// Loss points come this often, for curves that move while the user watches.
+const APP_LOG_EVERY: u64 = 5;
+
+impl TrainView {
     pub fn busy(&self) -> bool {
         self.sessions().any(|(_, s)| s.running())
     }
@@ -187,6 +98,14 @@ impl TrainState {
             TrainingSlot::Flm => &mut self.flm,
             TrainingSlot::Distill => &mut self.distill,
         }
+    }
+
+    /// Run folders being written right now: not to be deleted.
+    pub fn runs_in_use(&self) -> Vec<PathBuf> {
+        self.sessions()
+            .filter(|(_, s)| s.running())
+            .filter_map(|(_, s)| s.run_dir.clone())
+            .collect()
     }
 
     /// Drains training events into the sessions (every frame, whatever the view).
@@ -266,40 +185,33 @@ impl TrainState {
             None => "idle".into(),
         }
     }
-}
 
-/// Preview samples and validation come this often in app runs: the user is watching.
-const APP_PREVIEW_EVERY: u64 = 100;
-/// Loss points come this often, for curves that move while the user watches.
-const APP_LOG_EVERY: u64 = 5;
-
-impl FlmApp {
-    pub(super) fn train_view(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.heading("Train an FLM");
             ui.horizontal(|ui| {
                 ui.label("Data:");
-                ui.monospace(&self.data.source);
+                ui.monospace(&ctx.data.source);
                 if ui.small_button("change…").clicked() {
-                    self.view = super::View::Data;
+                    ctx.send(AppCommand::Show(super::View::Data));
                 }
             });
-            self.train_form(ui);
-            if let Some(session) = &self.train.flm {
+            self.train_form(ui, ctx);
+            if let Some(session) = &self.flm {
                 session_panel(ui, "flm", session);
             }
             ui.add_space(12.0);
             ui.separator();
             ui.heading("Distill into a one-step flow map (FMLM)");
-            self.distill_form(ui);
-            if let Some(session) = &self.train.distill {
+            self.distill_form(ui, ctx);
+            if let Some(session) = &self.distill {
                 session_panel(ui, "distill", session);
             }
         });
     }
 
-    fn train_form(&mut self, ui: &mut egui::Ui) {
-        let form = &mut self.train.form;
+    fn train_form(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        let form = &mut self.form;
         egui::Grid::new("train-form").num_columns(2).show(ui, |ui| {
             let label = ui.label("Model size");
             egui::ComboBox::from_id_salt("preset")
@@ -314,7 +226,7 @@ impl FlmApp {
                 .response
                 .labelled_by(label.id);
             ui.end_row();
-            super::labelled(
+            labelled(
                 ui,
                 "Sequence length",
                 egui::DragValue::new(&mut form.seq_len)
@@ -329,13 +241,13 @@ impl FlmApp {
             )
             .on_hover_text("auto: 128 tokens for text, 32 for built-in tasks");
             ui.end_row();
-            super::labelled(
+            labelled(
                 ui,
                 "Batch size",
                 egui::DragValue::new(&mut form.batch_size).range(1..=512),
             );
             ui.end_row();
-            super::labelled(
+            labelled(
                 ui,
                 "Learning rate",
                 egui::DragValue::new(&mut form.learning_rate)
@@ -348,31 +260,29 @@ impl FlmApp {
             duration_input(ui, "train-duration", &mut form.duration);
             ui.end_row();
         });
-        let running = self.train.busy();
+        let running = self.busy();
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(!running, egui::Button::new("▶ Start training"))
                 .on_disabled_hover_text("A run is in progress")
                 .clicked()
             {
-                self.start_training();
+                self.start_training(ctx);
             }
-            if let Some(session) = self.train.flm.as_ref().filter(|s| s.running()) {
+            if let Some(session) = self.flm.as_ref().filter(|s| s.running()) {
                 run_controls(ui, session);
             }
         });
     }
 
-    fn distill_form(&mut self, ui: &mut egui::Ui) {
-        let flm_runs: Vec<PathBuf> = self
-            .checkpoints
+    fn distill_form(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        let flm_runs = ctx
             .runs
+            .list
             .iter()
             .filter(|r| r.has_weights())
-            .filter(|r| matches!(&r.config, Ok(c) if c.kind == crate::train::ModelKind::Flm))
-            .map(|r| r.dir.clone())
-            .collect();
-        let form = &mut self.train.distill_form;
+            .filter(|r| matches!(&r.config, Ok(c) if c.kind == ModelKind::Flm));
+        let form = &mut self.distill_form;
         egui::Grid::new("distill-form")
             .num_columns(2)
             .show(ui, |ui| {
@@ -384,11 +294,11 @@ impl FlmApp {
                             .map_or("choose a trained FLM".into(), run_name),
                     )
                     .show_ui(ui, |ui| {
-                        for dir in &flm_runs {
+                        for run in flm_runs {
                             ui.selectable_value(
                                 &mut form.teacher,
-                                Some(dir.clone()),
-                                run_name(dir),
+                                Some(run.dir.clone()),
+                                &run.name,
                             );
                         }
                     })
@@ -398,15 +308,11 @@ impl FlmApp {
                 ui.label("Duration");
                 duration_input(ui, "distill-duration", &mut form.duration);
                 ui.end_row();
-                super::labelled(
-                    ui,
-                    "Diagonal share",
-                    egui::Slider::new(&mut form.settings.fractions.diagonal, 0.0..=1.0),
-                )
-                .on_hover_text("Share of examples that train the flow map's denoiser (s = t)");
-                ui.end_row();
             });
-        let can_start = !self.train.busy() && self.train.distill_form.teacher.is_some();
+        egui::CollapsingHeader::new("Distillation recipe")
+            .id_salt("distill-recipe")
+            .show(ui, |ui| recipe_form(ui, &mut form.settings));
+        let can_start = !self.busy() && self.distill_form.teacher.is_some();
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(can_start, egui::Button::new("▶ Start distillation"))
@@ -415,26 +321,29 @@ impl FlmApp {
                 )
                 .clicked()
             {
-                self.start_distillation();
+                self.start_distillation(ctx);
             }
-            if let Some(session) = self.train.distill.as_ref().filter(|s| s.running()) {
+            if let Some(session) = self.distill.as_ref().filter(|s| s.running()) {
                 run_controls(ui, session);
             }
         });
     }
 
     /// Starts an FLM run on the chosen data in a new folder of the runs root.
-    pub fn start_training(&mut self) {
-        let form = &self.train.form;
-        let stem = data_stem(&self.data.source);
+    pub fn start_training(&mut self, ctx: &mut ViewContext<'_>) {
+        let form = &self.form;
+        let data = ctx.data;
         let request = TrainRequest {
-            out: unique_run_dir(&self.checkpoints.root, &format!("{stem}-flm")),
-            data: self.data.source.clone(),
+            out: ctx
+                .runs
+                .root
+                .join(format!("{}-flm", data_stem(&data.source))),
+            data: data.source.clone(),
             valid: None,
             preset: form.preset,
             seq_len: (form.seq_len > 0).then_some(form.seq_len),
-            vocab_size: self.data.vocab_size,
-            tokenizer: self.data.tokenizer,
+            vocab_size: data.vocab_size,
+            tokenizer: data.tokenizer,
             train: app_train_config(TrainConfig {
                 batch_size: form.batch_size,
                 learning_rate: form.learning_rate,
@@ -447,26 +356,22 @@ impl FlmApp {
             tokenizer_from: None,
         };
         let control = RunControl::default();
-        self.train.flm = Some(TrainingSession::new(control.clone()));
-        self.jobs.train(
-            TrainingSlot::Flm,
-            TrainingStart::Flm(request),
-            self.device.clone(),
+        self.flm = Some(TrainingSession::new(control.clone()));
+        ctx.send(AppCommand::StartTraining {
+            slot: TrainingSlot::Flm,
+            start: Box::new(TrainingStart::Flm(request)),
             control,
-        );
+        });
     }
 
     /// Distills the chosen teacher into a flow map.
-    pub fn start_distillation(&mut self) {
-        let form = &self.train.distill_form;
+    pub fn start_distillation(&mut self, ctx: &mut ViewContext<'_>) {
+        let form = &self.distill_form;
         let Some(teacher) = form.teacher.clone() else {
             return;
         };
         let request = DistillRequest {
-            out: unique_run_dir(
-                &self.checkpoints.root,
-                &format!("{}-fmlm", run_name(&teacher)),
-            ),
+            out: ctx.runs.root.join(format!("{}-fmlm", run_name(&teacher))),
             teacher,
             train: app_train_config(TrainConfig::flow_map_defaults()),
             settings: {
@@ -480,14 +385,122 @@ impl FlmApp {
             resume: false,
         };
         let control = RunControl::default();
-        self.train.distill = Some(TrainingSession::new(control.clone()));
-        self.jobs.train(
-            TrainingSlot::Distill,
-            TrainingStart::Distill(request),
-            self.device.clone(),
+        self.distill = Some(TrainingSession::new(control.clone()));
+        ctx.send(AppCommand::StartTraining {
+            slot: TrainingSlot::Distill,
+            start: Box::new(TrainingStart::Distill(request)),
             control,
-        );
+        });
     }
+}
+
+/// The objective's settings, the same choices `flm distill` offers (docs/distillation.md).
+fn recipe_form(ui: &mut egui::Ui, settings: &mut DistillSettings) {
+    ui.horizontal(|ui| {
+        ui.label("Start from:");
+        if ui
+            .button("recommended")
+            .on_hover_text("What measured best here (docs/distillation.md)")
+            .clicked()
+        {
+            *settings = DistillSettings::recommended();
+        }
+        if ui
+            .button("paper")
+            .on_hover_text("The paper's semigroup method as published")
+            .clicked()
+        {
+            *settings = DistillSettings::paper(0.5);
+        }
+    });
+    egui::Grid::new("distill-recipe-grid")
+        .num_columns(2)
+        .show(ui, |ui| {
+            labelled(
+                ui,
+                "Diagonal share",
+                egui::Slider::new(&mut settings.fractions.diagonal, 0.0..=1.0),
+            )
+            .on_hover_text("Share of examples that train the flow map's denoiser (s = t)");
+            ui.end_row();
+            labelled(
+                ui,
+                "One-step share",
+                egui::Slider::new(&mut settings.fractions.boundary, 0.0..=1.0),
+            )
+            .on_hover_text("Expected share of examples on the one-step jump (s = 0, t = 1)");
+            ui.end_row();
+            let label = ui.label("One-step target");
+            egui::ComboBox::from_id_salt("boundary-target")
+                .selected_text(match settings.boundary_target {
+                    BoundaryTarget::Teacher => "teacher endpoint",
+                    BoundaryTarget::Semigroup => "two half-jumps",
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(
+                        &mut settings.boundary_target,
+                        BoundaryTarget::Teacher,
+                        "teacher endpoint",
+                    )
+                    .on_hover_text("The teacher's K-step Euler sample from the same noise");
+                    ui.selectable_value(
+                        &mut settings.boundary_target,
+                        BoundaryTarget::Semigroup,
+                        "two half-jumps",
+                    )
+                    .on_hover_text("The student's own jumps 0 → ½ → 1 (the paper's)");
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+            ui.add_enabled_ui(settings.boundary_target == BoundaryTarget::Teacher, |ui| {
+                labelled(
+                    ui,
+                    "Teacher steps K",
+                    egui::DragValue::new(&mut settings.teacher_steps).range(1..=1024),
+                )
+            });
+            ui.end_row();
+            labelled(
+                ui,
+                "Time warp p",
+                egui::DragValue::new(&mut settings.times.warp)
+                    .range(0.25..=8.0)
+                    .speed(0.05),
+            )
+            .on_hover_text("Times drawn as w and used as τ = w^p: p > 1 puts more pairs early");
+            ui.end_row();
+            let mut dyadic = settings.times.dyadic_levels.unwrap_or(0);
+            labelled(
+                ui,
+                "Dyadic levels",
+                egui::DragValue::new(&mut dyadic).range(0..=10),
+            )
+            .on_hover_text("Pairs on the jumps of 1-, 2-, 4-… step samplers; 0: anywhere");
+            settings.times.dyadic_levels = (dyadic > 0).then_some(dyadic);
+            ui.end_row();
+            let label = ui.label("Midpoint");
+            egui::ComboBox::from_id_salt("midpoint")
+                .selected_text(format!("{:?}", settings.times.midpoint).to_lowercase())
+                .show_ui(ui, |ui| {
+                    for midpoint in [Midpoint::Middle, Midpoint::Random] {
+                        let text = format!("{midpoint:?}").to_lowercase();
+                        ui.selectable_value(&mut settings.times.midpoint, midpoint, text);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+            let mut copy_time = settings.second_time_init == SecondTimeInit::Teacher;
+            ui.label("Second time embedder");
+            ui.checkbox(&mut copy_time, "start as a copy of the teacher's");
+            settings.second_time_init = if copy_time {
+                SecondTimeInit::Teacher
+            } else {
+                SecondTimeInit::Random
+            };
+            ui.end_row();
+        });
 }
 
 fn app_train_config(base: TrainConfig) -> TrainConfig {
@@ -496,237 +509,5 @@ fn app_train_config(base: TrainConfig) -> TrainConfig {
         eval_every: APP_PREVIEW_EVERY,
         sample_every: APP_PREVIEW_EVERY,
         ..base
-    }
-}
-
-fn steps_of(duration: TrainDuration) -> Option<u64> {
-    match duration {
-        TrainDuration::Steps(steps) => Some(steps),
-        TrainDuration::Minutes(_) => None,
-    }
-}
-
-fn minutes_of(duration: TrainDuration) -> Option<f64> {
-    match duration {
-        TrainDuration::Minutes(minutes) => Some(minutes),
-        TrainDuration::Steps(_) => None,
-    }
-}
-
-fn duration_input(ui: &mut egui::Ui, id: &str, duration: &mut TrainDuration) {
-    ui.push_id(id, |ui| {
-        ui.horizontal(|ui| {
-            let minutes = matches!(duration, TrainDuration::Minutes(_));
-            let minutes_radio = ui.radio(minutes, "minutes");
-            if minutes_radio.clicked() && !minutes {
-                *duration = TrainDuration::Minutes(5.0);
-            }
-            let steps_radio = ui.radio(!minutes, "steps");
-            if steps_radio.clicked() && minutes {
-                *duration = TrainDuration::Steps(1000);
-            }
-            match duration {
-                TrainDuration::Minutes(m) => {
-                    ui.add(egui::DragValue::new(m).range(0.1..=24.0 * 60.0).speed(0.5))
-                        .labelled_by(minutes_radio.id);
-                }
-                TrainDuration::Steps(s) => {
-                    ui.add(egui::DragValue::new(s).range(1..=10_000_000).speed(10))
-                        .labelled_by(steps_radio.id);
-                }
-            }
-        });
-    });
-}
-
-fn run_controls(ui: &mut egui::Ui, session: &TrainingSession) {
-    let paused = session.control.is_paused();
-    if ui
-        .button(if paused { "⏵ Resume" } else { "⏸ Pause" })
-        .clicked()
-    {
-        session.control.set_paused(!paused);
-    }
-    if ui
-        .button("⏹ Stop")
-        .on_hover_text("Finish the current step and write a checkpoint")
-        .clicked()
-    {
-        session.control.request_stop();
-    }
-}
-
-/// Curves, numbers and the newest preview of one run.
-fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSession) {
-    ui.add_space(6.0);
-    ui.horizontal_wrapped(|ui| {
-        match (&session.outcome, session.run_dir.is_some()) {
-            (None, false) => {
-                style::busy(ui);
-                ui.label("preparing data and model…");
-            }
-            (None, true) => {
-                style::busy(ui);
-                ui.label(if session.control.is_paused() {
-                    "paused"
-                } else {
-                    "training"
-                });
-            }
-            (Some(Ok(summary)), _) => {
-                ui.label(format!(
-                    "✔ finished at step {} ({})",
-                    summary.final_step,
-                    match summary.reason {
-                        StopReason::StepsDone => "step target reached",
-                        StopReason::TimeUp => "time budget used",
-                        StopReason::Interrupted => "stopped",
-                    }
-                ));
-            }
-            (Some(Err(_)), _) => {
-                ui.colored_label(style::ERROR_TEXT, "✖ failed (see the message below)");
-            }
-        }
-        ui.separator();
-        ui.label(format!("step {}", session.step));
-        ui.separator();
-        ui.label(format!("{:.0} tokens/s", session.tokens_per_sec));
-        ui.separator();
-        ui.label(format!("elapsed {}", fmt_duration(session.elapsed_secs)));
-        if let (Some(eta), true) = (session.eta_secs, session.running()) {
-            ui.separator();
-            ui.label(format!("ETA {}", fmt_duration(eta)));
-        }
-        if let Some(parameters) = session.parameters {
-            ui.separator();
-            ui.label(format!("{:.2} M parameters", parameters as f64 / 1e6));
-        }
-        if let Some(device) = &session.device {
-            ui.separator();
-            ui.label(super::headline(device)).on_hover_text(device);
-        }
-    });
-    if let Some(dir) = &session.run_dir {
-        ui.weak(format!("run folder: {}", dir.display()));
-    }
-    loss_curves(ui, id, &session.losses, &session.valid_losses, 200.0);
-    if let Some((title, texts)) = &session.preview {
-        ui.strong(format!("Preview samples — {title}"));
-        for text in texts.iter().take(4) {
-            ui.monospace(text.replace('\n', "¶"));
-        }
-    }
-}
-
-/// Training and validation loss against steps: the Train view's live curves and the
-/// Checkpoints view's history.
-pub(super) fn loss_curves(
-    ui: &mut egui::Ui,
-    id: &str,
-    train: &[[f64; 2]],
-    valid: &[[f64; 2]],
-    height: f32,
-) {
-    Plot::new(format!("{id}-loss"))
-        .height(height)
-        .legend(Legend::default())
-        .x_axis_label("step")
-        .y_axis_label("loss (nats/token)")
-        .allow_scroll(false)
-        .show(ui, |plot| {
-            plot.line(
-                Line::new("train loss", PlotPoints::from(train.to_vec())).color(style::TRAIN_CURVE),
-            );
-            if !valid.is_empty() {
-                let points = || PlotPoints::from(valid.to_vec());
-                plot.line(Line::new("validation loss", points()).color(style::VALID_CURVE));
-                // Markers too: validation comes rarely, and a single point draws no line.
-                plot.points(
-                    Points::new("validation loss", points())
-                        .color(style::VALID_CURVE)
-                        .radius(3.0),
-                );
-            }
-        });
-}
-
-fn fmt_duration(secs: f64) -> String {
-    let secs = secs.max(0.0) as u64;
-    format!("{}:{:02}", secs / 60, secs % 60)
-}
-
-/// A short name for the data: the task or the file's stem.
-fn data_stem(source: &str) -> String {
-    let stem = source
-        .strip_prefix("builtin:")
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            Path::new(source)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "text".into())
-        });
-    stem.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// `root/base`, or `root/base-2`, `-3`… when taken: a new run never overwrites an old one.
-fn unique_run_dir(root: &Path, base: &str) -> PathBuf {
-    (1..)
-        .map(|n| {
-            if n == 1 {
-                root.join(base)
-            } else {
-                root.join(format!("{base}-{n}"))
-            }
-        })
-        .find(|dir| !dir.exists())
-        .expect("some name is free")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_names_are_unique_and_safe() {
-        let root = std::env::temp_dir().join(format!("flm-unique-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("book-flm")).unwrap();
-        assert_eq!(unique_run_dir(&root, "book-flm"), root.join("book-flm-2"));
-        assert_eq!(unique_run_dir(&root, "other"), root.join("other"));
-        assert_eq!(data_stem("/home/me/My Book.txt"), "My_Book");
-        assert_eq!(data_stem("builtin:repeat"), "repeat");
-        std::fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn sessions_follow_events() {
-        let mut session = TrainingSession::new(RunControl::default());
-        session.apply(TrainEvent::Step {
-            step: 10,
-            loss: 2.5,
-            learning_rate: 1e-3,
-            grad_norm: 1.0,
-            tokens_per_sec: 900.0,
-            elapsed_secs: 3.0,
-            eta_secs: Some(20.0),
-        });
-        session.apply(TrainEvent::Validation {
-            step: 10,
-            loss: 2.7,
-            metrics: Vec::new(),
-        });
-        assert_eq!(session.losses, vec![[10.0, 2.5]]);
-        assert_eq!(session.valid_losses, vec![[10.0, 2.7]]);
-        assert_eq!(session.step, 10);
-        assert!(session.running());
     }
 }

@@ -82,6 +82,17 @@ pub enum ModelKind {
     Autoregressive,
 }
 
+impl ModelKind {
+    /// The name people use for it: labels, menus, headlines.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ModelKind::Flm => "FLM",
+            ModelKind::FlowMap => "FMLM",
+            ModelKind::Autoregressive => "AR reference",
+        }
+    }
+}
+
 /// Everything needed to rebuild the network's shapes (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {

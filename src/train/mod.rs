@@ -22,6 +22,8 @@ pub use config::{
 };
 pub use events::{RunControl, StopReason, TrainEvent};
 pub use objective::Objective;
-pub use runs::{EXPORTED_FILES, RunListing, delete_run, export_model, list_runs};
+pub use runs::{
+    EXPORTED_FILES, RunListing, data_stem, delete_run, export_model, fresh_run_dir, list_runs,
+};
 pub use setup::{DistillRequest, NewModelKind, TrainRequest, prepare_distill, prepare_run};
 pub use trainer::{TrainError, TrainJob, TrainSummary, train};

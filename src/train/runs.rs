@@ -109,6 +109,40 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// `wanted`, or `wanted-2`, `-3`… when that is taken: a new run never lands in an old one.
+pub fn fresh_run_dir(wanted: &Path) -> PathBuf {
+    let base = wanted.as_os_str().to_string_lossy().into_owned();
+    (1..)
+        .map(|n| match n {
+            1 => wanted.to_path_buf(),
+            n => PathBuf::from(format!("{base}-{n}")),
+        })
+        .find(|dir| !dir.exists())
+        .expect("some name is free")
+}
+
+/// A short, filesystem-safe name for a data source: the built-in task or the file's stem.
+pub fn data_stem(source: &str) -> String {
+    let stem = source
+        .strip_prefix("builtin:")
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            Path::new(source)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "text".into())
+        });
+    stem.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Deletes a run directory, refusing anything that is not one (no `config.json`), so a
 /// wrong path can never take a user's other files with it.
 pub fn delete_run(run_dir: &Path) -> Result<(), CheckpointError> {
@@ -119,4 +153,23 @@ pub fn delete_run(run_dir: &Path) -> Result<(), CheckpointError> {
         path: run_dir.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_run_dirs_never_reuse_a_folder_and_names_are_safe() {
+        let root = std::env::temp_dir().join(format!("flm-fresh-{}", std::process::id()));
+        fs::create_dir_all(root.join("book-flm")).unwrap();
+        assert_eq!(
+            fresh_run_dir(&root.join("book-flm")),
+            root.join("book-flm-2")
+        );
+        assert_eq!(fresh_run_dir(&root.join("other")), root.join("other"));
+        assert_eq!(data_stem("/home/me/My Book.txt"), "My_Book");
+        assert_eq!(data_stem("builtin:repeat"), "repeat");
+        fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -80,20 +80,13 @@ fn image_of(harness: &mut Harness<'_, FlmApp>) -> Vec<u8> {
     harness.render().expect("renders").into_raw()
 }
 
-#[test]
-fn train_generate_scrub_export_and_survive_a_bad_file() {
-    let root = temp_dir("gui-runs");
-    let mut harness = harness(&root.join("runs"));
-
-    // Data: the built-in task is analysed on start.
-    wait_for(&mut harness, "the data preview", |app| {
+/// Trains a micro model for 40 steps through the Train view's Start button, as a user would;
+/// returns its run folder.
+fn train_by_the_start_button(harness: &mut Harness<'_, FlmApp>) -> PathBuf {
+    wait_for(harness, "the data preview", |app| {
         app.data.preview.is_some()
     });
-    harness.get_by_label("bytes / token");
-    snapshot(&mut harness, "data_view");
-
-    // Train: a micro model for a few steps, by the Start button.
-    click_tab(&mut harness, View::Train);
+    click_tab(harness, View::Train);
     {
         let form = &mut harness.state_mut().train.form;
         form.preset = ModelPreset::Micro;
@@ -102,7 +95,7 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
     }
     harness.run_ok();
     harness.get_by_label("▶ Start training").click();
-    wait_for(&mut harness, "training", |app| {
+    wait_for(harness, "training", |app| {
         app.train.flm.as_ref().is_some_and(|s| !s.running())
     });
     let session = harness.state().train.flm.as_ref().unwrap();
@@ -111,43 +104,93 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
         "{:?}",
         harness.state().errors
     );
+    session.run_dir.clone().unwrap()
+}
+
+/// A trained model, generated once in the Sample view with 16 recorded steps.
+fn generated(harness: &mut Harness<'_, FlmApp>) {
+    let run_dir = train_by_the_start_button(harness);
+    click_tab(harness, View::Sample);
+    assert_eq!(
+        harness.state().sample.model.as_deref(),
+        Some(run_dir.as_path()),
+        "the model trained in this session is picked"
+    );
+    harness.state_mut().sample.steps = 16;
+    harness.get_by_label("✨ Generate").click();
+    wait_for(harness, "sampling", |app| app.sample.result.is_some());
+}
+
+/// Selects a run in the Checkpoints view by its name.
+fn select_run(harness: &mut Harness<'_, FlmApp>, run_dir: &Path) {
+    click_tab(harness, View::Checkpoints);
+    wait_for(harness, "the runs listing", |app| {
+        app.runs.list.iter().any(|r| r.dir == run_dir)
+    });
+    let name = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    harness.get_by_label(&name).click();
+    harness.run_ok();
+}
+
+#[test]
+fn the_data_view_analyses_the_builtin_task_on_start() {
+    let root = temp_dir("gui-data");
+    let mut harness = harness(&root.join("runs"));
+    wait_for(&mut harness, "the data preview", |app| {
+        app.data.preview.is_some()
+    });
+    harness.get_by_label("bytes / token");
+    snapshot(&mut harness, "data_view");
+}
+
+#[test]
+fn the_start_button_trains_with_live_falling_curves() {
+    let root = temp_dir("gui-train");
+    let mut harness = harness(&root.join("runs"));
+    let run_dir = train_by_the_start_button(&mut harness);
+    let session = harness.state().train.flm.as_ref().unwrap();
     let (first, last) = (session.losses[0], *session.losses.last().unwrap());
     assert_eq!(last[0], 40.0, "the curve reaches the last step");
     assert!(last[1] < first[1], "the loss fell: {first:?} → {last:?}");
-    let run_dir = session.run_dir.clone().unwrap();
     assert!(run_dir.starts_with(root.join("runs")));
+    // The finished FLM becomes the distillation's teacher.
+    assert_eq!(
+        harness.state().train.distill_form.teacher.as_deref(),
+        Some(run_dir.as_path())
+    );
     mask_labels(
         &mut harness,
         &["tokens/s", "elapsed", "run folder", "M parameters"],
     );
     snapshot(&mut harness, "train_view");
+}
 
-    // Sample: the trained model is picked; Generate records the trajectory.
-    click_tab(&mut harness, View::Sample);
-    assert_eq!(
-        harness.state().sample.model.as_deref(),
-        Some(run_dir.as_path())
-    );
-    harness.state_mut().sample.steps = 16;
-    harness.get_by_label("✨ Generate").click();
-    wait_for(&mut harness, "sampling", |app| app.sample.result.is_some());
+#[test]
+fn a_recorded_trajectory_scrubs_by_slider_button_and_arrow_key() {
+    let root = temp_dir("gui-scrub");
+    let mut harness = harness(&root.join("runs"));
+    generated(&mut harness);
     let playback = harness.state().sample.playback.clone().unwrap();
     assert_eq!((playback.steps(), playback.step), (16, 15));
     snapshot(&mut harness, "sample_view");
 
-    // Scrubbing: back to the first step redraws the text and bars from the recording.
+    // Back to the first step redraws the text and bars from the recording.
     let at_end = image_of(&mut harness);
     harness.get_by_label("⏮").click();
     harness.run_ok();
     assert_eq!(harness.state().sample.playback.as_ref().unwrap().step, 0);
     let at_start = image_of(&mut harness);
     assert_ne!(at_end, at_start, "the view did not change with the step");
-    // The arrow key steps forward one frame.
     harness.key_press(egui::Key::ArrowRight);
     harness.run_ok();
     assert_eq!(harness.state().sample.playback.as_ref().unwrap().step, 1);
+}
 
-    // A long generation can be cancelled; what was shown stays.
+#[test]
+fn a_cancelled_generation_keeps_the_recording_shown() {
+    let root = temp_dir("gui-cancel");
+    let mut harness = harness(&root.join("runs"));
+    generated(&mut harness);
     harness.state_mut().sample.steps = 1024;
     harness.get_by_label("✨ Generate").click();
     harness.step();
@@ -161,12 +204,15 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
         "{:?}",
         harness.state().errors
     );
+}
 
-    // Checkpoints: select the run and export it through the (scripted) folder dialog.
-    click_tab(&mut harness, View::Checkpoints);
-    let name = run_dir.file_name().unwrap().to_str().unwrap().to_string();
-    harness.get_by_label(&name).click();
-    harness.run_ok();
+#[test]
+fn a_selected_run_exports_through_the_folder_dialog() {
+    let root = temp_dir("gui-export");
+    let mut harness = harness(&root.join("runs"));
+    let run_dir = train_by_the_start_button(&mut harness);
+    select_run(&mut harness, &run_dir);
+    wait_for(&mut harness, "the run's curves", |app| !app.busy());
     let dest = root.join("exported");
     harness
         .state_mut()
@@ -179,11 +225,42 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
         assert!(dest.join(file).is_file(), "{file} missing");
     }
     load_model(&dest, &cpu().device).expect("the export loads back");
-    mask_labels(&mut harness, &["exported", "gui-runs"]);
+    mask_labels(&mut harness, &["exported", "gui-export"]);
     snapshot(&mut harness, "checkpoints_view");
+}
 
-    // A bad file: the error is shown and the app keeps working.
-    click_tab(&mut harness, View::Data);
+#[test]
+fn deleting_a_run_asks_first_and_refreshes_the_list() {
+    let root = temp_dir("gui-delete");
+    let mut harness = harness(&root.join("runs"));
+    let run_dir = train_by_the_start_button(&mut harness);
+    select_run(&mut harness, &run_dir);
+    harness.get_by_label("🗑 Delete…").click();
+    harness.run_ok();
+    harness.get_by_label("Delete this run?");
+    harness.get_by_label("Cancel").click();
+    harness.run_ok();
+    assert!(run_dir.is_dir(), "Cancel kept the run");
+
+    harness.get_by_label("🗑 Delete…").click();
+    harness.run_ok();
+    harness.get_by_label("Delete").click();
+    wait_for(&mut harness, "the deletion", |app| {
+        app.notices.iter().any(|n| n.contains("deleted"))
+    });
+    wait_for(&mut harness, "the new listing", |app| !app.busy());
+    assert!(!run_dir.exists());
+    assert!(harness.state().runs.list.iter().all(|r| r.dir != run_dir));
+    assert_eq!(harness.state().checkpoints.selected, None);
+}
+
+#[test]
+fn a_binary_file_is_refused_and_the_app_keeps_working() {
+    let root = temp_dir("gui-binary");
+    let mut harness = harness(&root.join("runs"));
+    wait_for(&mut harness, "the data preview", |app| {
+        app.data.preview.is_some()
+    });
     let bad = root.join("photo.txt");
     std::fs::write(&bad, [0u8, 159, 146, 150, 0, 0, 1, 2, 0, 0]).unwrap();
     harness
@@ -200,6 +277,7 @@ fn train_generate_scrub_export_and_survive_a_bad_file() {
         harness.state().errors
     );
     click_tab(&mut harness, View::Train);
+    harness.get_by_label("▶ Start training");
 }
 
 /// Replaces the Source field's text, as typing or pasting a path would, and presses Enter.
