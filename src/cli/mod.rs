@@ -11,6 +11,7 @@
 
 mod bench;
 mod demo;
+mod distill;
 mod eval;
 mod import;
 mod info;
@@ -43,7 +44,7 @@ pub enum Command {
     /// Train (or resume) an FLM on a text file or a built-in task.
     Train(train::TrainArgs),
     /// Distill a trained FLM into a flow-map model (FMLM) that samples in 1..N steps.
-    Distill(train::DistillArgs),
+    Distill(distill::DistillArgs),
     /// Train the autoregressive reference model `flm eval` scores samples with (same flags as
     /// `train`; pass --tokenizer-from <the FLM's run> so both share one tokenizer).
     TrainAr(train::TrainArgs),
@@ -93,7 +94,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Train(args)) => train::run_train(args, false),
         Some(Command::TrainAr(args)) => train::run_train(args, true),
-        Some(Command::Distill(args)) => train::run_distill(args),
+        Some(Command::Distill(args)) => distill::run(args),
         Some(Command::Sample(args)) => sample::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Bench(args)) => bench::run(args),
