@@ -3,33 +3,21 @@
 //! backend there and says why.
 
 use std::fmt;
-use std::str::FromStr;
 
 use burn::tensor::Device;
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
 
-/// What the user asked for with `--device`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the user asked for with `--device` (the CLI lists these values in `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DeviceChoice {
+    /// A real GPU if present, else the CPU backend.
     #[default]
     Auto,
+    /// The wgpu device, whatever adapter it is.
+    #[value(alias = "wgpu")]
     Gpu,
+    /// Burn's CPU backend.
     Cpu,
-}
-
-impl FromStr for DeviceChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "gpu" | "wgpu" => Ok(Self::Gpu),
-            "cpu" => Ok(Self::Cpu),
-            other => Err(format!(
-                "unknown device `{other}` (expected auto, gpu or cpu)"
-            )),
-        }
-    }
 }
 
 /// The backend family a [`ComputeDevice`] runs on.

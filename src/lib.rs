@@ -4,10 +4,11 @@
 //! Library layout, by concept: [`data`] (corpus, tokenizers, batches, built-in tasks),
 //! [`model`] (the DiT denoiser), [`flow`] (time schedule, interpolant, losses, samplers),
 //! [`train`] (loop, optimizer, EMA, checkpoints, progress events), [`eval`] (metrics, the
-//! reference model, reports), [`kernels`] (WGSL kernels for the hot paths), [`device`] (backend
-//! choice), [`import`] (the paper's PyTorch checkpoints in and out). Front ends ([`app`], the
-//! desktop GUI, and the `flm` CLI) only call into these; none of the other modules knows a front
-//! end exists.
+//! reference model, reports, the whole evaluation plan), [`kernels`] (WGSL kernels for the hot
+//! paths), [`device`] (backend choice), [`import`] (the paper's PyTorch checkpoints in and
+//! out), [`display`] (numbers as the front ends show them). Front ends ([`app`], the desktop
+//! GUI, and the `flm` CLI) only call into these; none of the other modules knows a front end
+//! exists.
 //!
 //! Comments citing `DESIGN §n` refer to the sections of `docs/DESIGN.md`, the maths the code
 //! implements.
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod data;
 pub mod device;
+pub mod display;
 pub mod eval;
 pub mod flow;
 pub mod generate;

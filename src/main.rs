@@ -1,4 +1,5 @@
-//! `flm`: one binary for the desktop app (no subcommand) and the command line.
+//! `flm`: one binary for the desktop app (no subcommand) and the command line. Exit status:
+//! 0 on success or when stdout's reader has gone away, 1 on an error, 2 on a usage error.
 
 mod cli;
 
@@ -9,6 +10,8 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `flm sample … | head -1`: the reader has what it wanted.
+        Err(error) if cli::is_broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

@@ -2,6 +2,7 @@
 //! reference model that scores them.
 
 pub mod metrics;
+pub mod plan;
 pub mod plot;
 pub mod reference;
 pub mod report;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use crate::common::{sonnets, temp_dir};
 
@@ -48,12 +49,43 @@ fn schedule_prints_gamma_for_gpt2_vocabulary() {
     assert!(output.status.success(), "{}", stderr(&output));
     let gamma: f64 = stdout(&output).trim().parse().expect("a number");
     assert!((gamma - 0.809).abs() <= 0.002, "γ(0.5) = {gamma}");
+}
+
+#[test]
+fn schedule_prints_a_table_without_tau() {
     let table = flm(&["schedule", "--vocab", "1024", "--rows", "4"]);
     let text = stdout(&table);
     assert!(text.contains("0.500") && text.contains("0.76"), "{text}");
-    let bad = flm(&["schedule", "--vocab", "1"]);
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("at least 2"), "{}", stderr(&bad));
+}
+
+#[test]
+fn schedule_refuses_a_single_token_vocabulary() {
+    refused_with(&["schedule", "--vocab", "1"], "at least 2");
+}
+
+/// `flm … | head -1`: when the reader closes the pipe, flm stops quietly with status 0.
+#[test]
+fn a_closed_stdout_ends_quietly_with_success() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flm"))
+        // Megabytes of table: far more than a pipe buffers, so flm is still writing.
+        .args(["schedule", "--vocab", "1024", "--rows", "200000"])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the flm binary runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("V = 1024"), "{first}");
+    // The reader is dropped here: the pipe is closed.
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
 }
 
 #[test]
@@ -88,44 +120,67 @@ fn bad_training_files_give_clear_errors() {
     );
 }
 
-#[test]
-fn train_sample_info_round_trip_on_a_builtin_task() {
-    let dir = temp_dir("cli-run");
-    let run = dir.join("run");
-    let run_str = run.to_str().unwrap();
-    let output = flm(&[
-        "train",
-        "--data",
-        "builtin:repeat",
-        "--out",
-        run_str,
-        "--preset",
-        "micro",
-        "--steps",
-        "3",
-        "--device",
-        "cpu",
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+/// One micro FLM on `builtin:repeat`, trained for 3 steps by `flm train` and shared by the
+/// tests below (they only read it).
+fn trained_run() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let run = temp_dir("cli-run").join("run");
+        let run = run.to_str().unwrap().to_string();
+        let output = flm(&[
+            "train",
+            "--data",
+            "builtin:repeat",
+            "--out",
+            &run,
+            "--preset",
+            "micro",
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        run
+    })
+}
 
-    let trajectory = dir.join("trajectory.json");
-    let output = flm(&[
-        "sample",
-        "--ckpt",
-        run_str,
-        "--steps",
-        "4",
-        "--n",
-        "3",
-        "--seed",
-        "9",
-        "--json",
-        "--device",
+/// The trained run distilled by `flm distill` for 2 steps, shared like the run.
+fn distilled_run() -> &'static str {
+    static STUDENT: OnceLock<String> = OnceLock::new();
+    STUDENT.get_or_init(|| {
+        let student = temp_dir("cli-student").join("student");
+        let student = student.to_str().unwrap().to_string();
+        let output = flm(&[
+            "distill",
+            "--teacher",
+            trained_run(),
+            "--out",
+            &student,
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        student
+    })
+}
+
+/// `flm sample --json` with seed 9: 3 samples of 4 steps from `ckpt`.
+fn sample_json(ckpt: &str, extra: &[&str]) -> Output {
+    let args = [
+        "sample", "--ckpt", ckpt, "--steps", "4", "--n", "3", "--seed", "9", "--json", "--device",
         "cpu",
-        "--trajectory",
-        trajectory.to_str().unwrap(),
-    ]);
+    ];
+    let output = flm(&[&args[..], extra].concat());
     assert!(output.status.success(), "{}", stderr(&output));
+    output
+}
+
+#[test]
+fn sample_json_prints_one_object_per_sample() {
+    let output = sample_json(trained_run(), &[]);
     let lines: Vec<serde_json::Value> = stdout(&output)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -139,25 +194,40 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
         assert!(line["valid"].is_boolean());
         assert_eq!(line["sampler"], "euler");
     }
+}
+
+#[test]
+fn sample_writes_the_trajectory_asked_for() {
+    let trajectory = temp_dir("cli-trajectory").join("trajectory.json");
+    sample_json(
+        trained_run(),
+        &["--trajectory", trajectory.to_str().unwrap()],
+    );
     let recorded: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trajectory).unwrap()).unwrap();
     assert_eq!(recorded["steps"], 4);
     assert_eq!(recorded["samples"].as_array().unwrap().len(), 3);
+}
 
-    let info = flm(&["info", "--ckpt", run_str]);
+#[test]
+fn info_shows_steps_and_data_of_a_run() {
+    let info = flm(&["info", "--ckpt", trained_run()]);
     assert!(info.status.success(), "{}", stderr(&info));
     let text = stdout(&info);
     assert!(
         text.contains("3 steps") && text.contains("builtin:repeat"),
         "{text}"
     );
+}
 
+#[test]
+fn train_into_an_existing_run_asks_for_resume() {
     let again = flm(&[
         "train",
         "--data",
         "builtin:repeat",
         "--out",
-        run_str,
+        trained_run(),
         "--steps",
         "3",
         "--device",
@@ -165,32 +235,15 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
     ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+}
 
-    let exported = dir.join("exported");
-    let export = flm(&[
-        "export",
-        "--ckpt",
-        run_str,
-        "--out",
-        exported.to_str().unwrap(),
-    ]);
+#[test]
+fn an_export_samples_like_the_run() {
+    let exported = temp_dir("cli-export").join("exported");
+    let exported = exported.to_str().unwrap();
+    let export = flm(&["export", "--ckpt", trained_run(), "--out", exported]);
     assert!(export.status.success(), "{}", stderr(&export));
     assert_eq!(stdout(&export).lines().count(), 3);
-    let from_export = flm(&[
-        "sample",
-        "--ckpt",
-        exported.to_str().unwrap(),
-        "--steps",
-        "4",
-        "--n",
-        "3",
-        "--seed",
-        "9",
-        "--json",
-        "--device",
-        "cpu",
-    ]);
-    assert!(from_export.status.success(), "{}", stderr(&from_export));
     let texts = |output: &Output| -> Vec<String> {
         stdout(output)
             .lines()
@@ -198,44 +251,68 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
             .collect()
     };
     assert_eq!(
-        texts(&from_export),
-        texts(&output),
+        texts(&sample_json(exported, &[])),
+        texts(&sample_json(trained_run(), &[])),
         "the export samples like the run"
     );
+}
 
-    // More candidates than the sampler keeps is refused, not silently cut.
-    let many = flm(&[
-        "sample", "--ckpt", run_str, "--top-k", "17", "--device", "cpu",
-    ]);
-    assert_eq!(many.status.code(), Some(1));
-    assert!(stderr(&many).contains("at most 16"), "{}", stderr(&many));
+/// More candidates than the sampler keeps is refused, not silently cut.
+#[test]
+fn sample_refuses_a_top_k_above_16() {
+    refused_with(
+        &[
+            "sample",
+            "--ckpt",
+            trained_run(),
+            "--top-k",
+            "17",
+            "--device",
+            "cpu",
+        ],
+        "at most 16",
+    );
+}
 
-    // η is a flow-map setting: an FLM refuses it and says what to do.
-    let eta = flm(&[
-        "sample", "--ckpt", run_str, "--eta", "0.5", "--device", "cpu",
-    ]);
-    assert_eq!(eta.status.code(), Some(1));
-    assert!(stderr(&eta).contains("flm distill"), "{}", stderr(&eta));
+/// η is a flow-map setting: an FLM refuses it and says what to do.
+#[test]
+fn sample_refuses_eta_for_an_flm() {
+    refused_with(
+        &[
+            "sample",
+            "--ckpt",
+            trained_run(),
+            "--eta",
+            "0.5",
+            "--device",
+            "cpu",
+        ],
+        "flm distill",
+    );
+}
 
-    // Distill it, then sample the flow map: the sampler is picked from the checkpoint.
-    let student = dir.join("student");
-    let student_str = student.to_str().unwrap();
-    let output = flm(&[
-        "distill",
-        "--teacher",
-        run_str,
-        "--out",
-        student_str,
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+#[test]
+fn sample_of_a_missing_checkpoint_says_so() {
+    let nothing = temp_dir("cli-missing").join("nothing");
+    refused_with(
+        &[
+            "sample",
+            "--ckpt",
+            nothing.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+        "not a checkpoint",
+    );
+}
+
+/// The sampler is picked from the checkpoint: a distilled model samples with flow-map jumps.
+#[test]
+fn a_distilled_flow_map_samples_with_flow_map_jumps() {
     let output = flm(&[
         "sample",
         "--ckpt",
-        student_str,
+        distilled_run(),
         "--steps",
         "2",
         "--eta",
@@ -253,22 +330,27 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
         assert_eq!(line["eta"], 0.5);
         assert_eq!(line["steps"], 2);
     }
-    let info = stdout(&flm(&["info", "--ckpt", student_str]));
+}
+
+#[test]
+fn info_of_a_flow_map_names_its_teacher() {
+    let info = stdout(&flm(&["info", "--ckpt", distilled_run()]));
     assert!(
         info.contains("flow map") && info.contains("teacher"),
         "{info}"
     );
+}
 
-    // Evaluate both in one report: files written, one result per step count, deterministic.
-    let report = dir.join("report.md");
-    let eval_args = [
+/// `flm eval` of the FLM at 1 and 2 steps and its flow map at 1 step.
+fn eval_both(extra: &[&str]) -> Output {
+    let args = [
         "eval",
         "--ckpt",
-        run_str,
+        trained_run(),
         "--steps",
         "1,2",
         "--ckpt",
-        student_str,
+        distilled_run(),
         "--steps",
         "1",
         "--n",
@@ -278,10 +360,15 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
         "--device",
         "cpu",
     ];
-    let mut with_out = eval_args.to_vec();
-    with_out.extend(["--out", report.to_str().unwrap()]);
-    let output = flm(&with_out);
+    let output = flm(&[&args[..], extra].concat());
     assert!(output.status.success(), "{}", stderr(&output));
+    output
+}
+
+#[test]
+fn eval_writes_one_report_for_several_models() {
+    let report = temp_dir("cli-eval").join("report.md");
+    let output = eval_both(&["--out", report.to_str().unwrap()]);
     assert!(
         stdout(&output).contains("| held-out text |"),
         "{}",
@@ -297,6 +384,10 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
     assert_eq!(models[0]["results"].as_array().unwrap().len(), 2);
     assert_eq!(models[1]["results"][0]["sampler"], "flow-map");
     assert!(models[0]["results"][0]["metrics"]["validity"].is_number());
+}
+
+#[test]
+fn eval_gives_the_same_metrics_for_the_same_seed() {
     let metrics_of = |output: &Output| -> Vec<serde_json::Value> {
         let value: serde_json::Value = serde_json::from_str(&stdout(output)).unwrap();
         value["models"]
@@ -307,14 +398,14 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
             .map(|r| r["metrics"].clone())
             .collect()
     };
-    let mut json_args = eval_args.to_vec();
-    json_args.push("--json");
-    let (a, b) = (flm(&json_args), flm(&json_args));
-    assert!(a.status.success(), "{}", stderr(&a));
+    let (a, b) = (eval_both(&["--json"]), eval_both(&["--json"]));
     assert_eq!(metrics_of(&a), metrics_of(&b), "same seed, same metrics");
+}
 
-    // A reference model with another tokenizer is refused with a clear message.
-    let reference = dir.join("ar");
+/// A reference model with another tokenizer is refused with a clear message.
+#[test]
+fn eval_refuses_a_reference_with_another_tokenizer() {
+    let reference = temp_dir("cli-ar").join("ar");
     let output = flm(&[
         "train-ar",
         "--data",
@@ -333,36 +424,19 @@ fn train_sample_info_round_trip_on_a_builtin_task() {
         "cpu",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let mismatch = flm(&[
-        "eval",
-        "--ckpt",
-        run_str,
-        "--ref",
-        reference.to_str().unwrap(),
-        "--n",
-        "2",
-        "--device",
-        "cpu",
-    ]);
-    assert_eq!(mismatch.status.code(), Some(1));
-    assert!(
-        stderr(&mismatch).contains("different tokenizer"),
-        "{}",
-        stderr(&mismatch)
-    );
-
-    let missing = flm(&[
-        "sample",
-        "--ckpt",
-        dir.join("nothing").to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("not a checkpoint"),
-        "{}",
-        stderr(&missing)
+    refused_with(
+        &[
+            "eval",
+            "--ckpt",
+            trained_run(),
+            "--ref",
+            reference.to_str().unwrap(),
+            "--n",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        "different tokenizer",
     );
 }
 
@@ -383,11 +457,15 @@ fn gui_without_a_display_says_so() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
 
+/// A value outside a closed list is a usage error (status 2) that lists the choices.
+#[test]
+fn an_unknown_device_is_a_usage_error_listing_the_choices() {
     let bad = flm(&["gui", "--device", "tpu"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        stderr(&bad).contains("expected auto, gpu or cpu"),
+        stderr(&bad).contains("possible values: auto, gpu, cpu"),
         "{}",
         stderr(&bad)
     );

@@ -1,0 +1,161 @@
+//! `flm sample`: generate text from a checkpoint (the sampler follows the model's kind) and
+//! print it as text or JSON lines, with validity, diversity and timing on stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+
+use flm::data::BuiltinTask;
+use flm::eval::metrics::unigram_entropy;
+use flm::flow::Decoding;
+use flm::generate::{GenerateRequest, Generator};
+use flm::train::load_model;
+
+use super::{DeviceArg, pick_device};
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Checkpoint (run) directory.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// Number of denoising steps (network calls).
+    #[arg(long, default_value_t = 32)]
+    pub steps: usize,
+    /// Noise seed; the same seed gives the same samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of samples.
+    #[arg(long, default_value_t = 4)]
+    pub n: usize,
+    /// Print one JSON object per sample instead of plain text.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the recorded denoising trajectory (per step and position: top-k, entropy, argmax).
+    #[arg(long)]
+    pub trajectory: Option<PathBuf>,
+    /// Candidates per position kept in the trajectory (at most 16).
+    #[arg(long, default_value_t = 8)]
+    pub top_k: usize,
+    /// Stochasticity η in [0, 1] of the flow-map sampler (flow-map models only): 0 is the
+    /// deterministic flow map; one step is the same for every η.
+    #[arg(long)]
+    pub eta: Option<f64>,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+/// How the last step's distribution becomes tokens (both samplers).
+#[derive(Args, Debug)]
+pub struct DecodingArgs {
+    /// Draw each token from the final distribution at this temperature instead of taking
+    /// the most likely one (argmax, the default).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// With drawing: keep only the most likely tokens whose probabilities add up to this
+    /// (nucleus sampling) [default: 1, all]
+    #[arg(long)]
+    pub top_p: Option<f64>,
+}
+
+impl DecodingArgs {
+    pub fn decoding(&self) -> Decoding {
+        match (self.temperature, self.top_p) {
+            (None, None) => Decoding::Argmax,
+            (temperature, top_p) => Decoding::Draw {
+                temperature: temperature.unwrap_or(1.0),
+                top_p: top_p.unwrap_or(1.0),
+            },
+        }
+    }
+}
+
+pub fn run(args: SampleArgs) -> Result<()> {
+    if args.trajectory.is_some() && args.top_k == 0 {
+        bail!("--trajectory needs --top-k of at least 1");
+    }
+    if args.top_k > flm::generate::MAX_TRAJECTORY_TOP_K {
+        return Err(flm::generate::GenerateError::TopK(args.top_k).into());
+    }
+    let request = GenerateRequest {
+        steps: args.steps,
+        eta: args.eta,
+        seed: args.seed,
+        samples: args.n,
+        batch: flm::generate::BATCH,
+        trajectory_top_k: if args.trajectory.is_some() {
+            args.top_k
+        } else {
+            0
+        },
+        decoding: args.decoding.decoding(),
+    };
+    let device = pick_device(args.device.device)?;
+    let loaded = load_model(&args.ckpt, &device.device)?;
+    // Checked before sampling, so a bad flag fails at once rather than after loading data.
+    request
+        .sampler(loaded.config.kind)
+        .with_context(|| format!("cannot sample `{}`", args.ckpt.display()))?;
+    let generator = Generator {
+        model: &loaded.model,
+        kind: loaded.config.kind,
+        tokenizer: &loaded.tokenizer,
+        task: BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok),
+        seq_len: loaded.config.model.seq_len,
+    };
+    let generation = generator.generate_all(&request, &device.device)?;
+    let sampler = generation.sampler;
+    let mut stdout = std::io::stdout().lock();
+    for (index, (text, tokens)) in generation.texts.iter().zip(&generation.tokens).enumerate() {
+        let validity = generation.valid[index];
+        if args.json {
+            let mut record = json!({"text": text, "tokens": tokens, "steps": args.steps,
+                "seed": args.seed, "index": index, "sampler": sampler.name(),
+                "eta": sampler.eta()});
+            if let Some(v) = validity {
+                record["valid"] = json!(v);
+            }
+            writeln!(stdout, "{record}")?;
+        } else {
+            let mark = validity.map_or("", |v| if v { " [valid]" } else { " [invalid]" });
+            writeln!(
+                stdout,
+                "--- sample {index} (seed {}){mark}\n{text}",
+                args.seed
+            )?;
+        }
+    }
+    if let Some(share) = generation.valid_fraction() {
+        let valid = generation.valid.iter().flatten().filter(|&&v| v).count();
+        eprintln!(
+            "valid: {valid}/{} ({:.1}%) at {} steps",
+            generation.tokens.len(),
+            share * 100.0,
+            args.steps
+        );
+    }
+    eprintln!(
+        "unigram entropy of samples: {:.3} nats",
+        unigram_entropy(&generation.tokens) + 0.0 // one repeated token: -0 would print as "-0.000"
+    );
+    let (first_batch, first_secs) = generation.batches[0];
+    let secs = generation.seconds();
+    eprintln!(
+        "{} sampler, {} steps, η = {}: {} sequences in {secs:.3} s ({:.1} ms per sequence, first batch of {first_batch} took {first_secs:.3} s)",
+        sampler.name(),
+        args.steps,
+        sampler.eta(),
+        generation.tokens.len(),
+        secs * 1000.0 / generation.tokens.len().max(1) as f64,
+    );
+    if let (Some(path), Some(trajectory)) = (&args.trajectory, &generation.trajectory) {
+        let text = serde_json::to_string(trajectory)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("trajectory written to {}", path.display());
+    }
+    Ok(())
+}
