@@ -23,7 +23,6 @@ use rayon::prelude::*;
 /// `√(2/π)`, the GELU tanh form's inner scale.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
-/// LayerNorm's variance floor.
 
 /// Whether tensors on `device` take the fused kernels (Flex, with or without autodiff, unless
 /// `kernels::set_enabled(false)` or `FLM_KERNELS=off`).
