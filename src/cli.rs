@@ -1215,7 +1215,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         };
         write(path.clone(), markdown.as_bytes())?;
         write(path.with_extension("json"), json.as_bytes())?;
-        let png = flm::eval::plot::render_png(&report.charts(), 560, 400);
+        let png = flm::eval::figure::render_png(&report.charts(), 560, 400)?;
         write(path.with_extension("png"), &png)?;
         eprintln!("report written to {} (+ .json, .png)", path.display());
     }

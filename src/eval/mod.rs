@@ -1,7 +1,7 @@
 //! Honest evaluation (DESIGN §9): metrics for generated samples and the autoregressive
 //! reference model that scores them.
 
+pub mod figure;
 pub mod metrics;
-pub mod plot;
 pub mod reference;
 pub mod report;
