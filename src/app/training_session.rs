@@ -8,6 +8,7 @@ use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
 use super::style;
+use crate::display::clock;
 use crate::train::{RunControl, StopReason, TrainEvent, TrainSummary};
 
 /// How long a run goes.
@@ -219,10 +220,10 @@ pub(super) fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSessi
         ui.separator();
         ui.label(format!("{:.0} tokens/s", session.tokens_per_sec));
         ui.separator();
-        ui.label(format!("elapsed {}", fmt_duration(session.elapsed_secs)));
+        ui.label(format!("elapsed {}", clock(session.elapsed_secs)));
         if let (Some(eta), true) = (session.eta_secs, session.running()) {
             ui.separator();
-            ui.label(format!("ETA {}", fmt_duration(eta)));
+            ui.label(format!("ETA {}", clock(eta)));
         }
         if let Some(parameters) = session.parameters {
             ui.separator();
@@ -307,11 +308,6 @@ fn probe_curves(ui: &mut egui::Ui, id: &str, curves: &[(&'static str, Vec<[f64; 
                 plot.points(Points::new(label, PlotPoints::from(points.clone())).radius(2.5));
             }
         });
-}
-
-pub(super) fn fmt_duration(secs: f64) -> String {
-    let secs = secs.max(0.0) as u64;
-    format!("{}:{:02}", secs / 60, secs % 60)
 }
 
 #[cfg(test)]

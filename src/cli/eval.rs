@@ -102,7 +102,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         };
         write(path.clone(), markdown.as_bytes())?;
         write(path.with_extension("json"), json.as_bytes())?;
-        let png = flm::eval::plot::render_png(&report.charts(), 560, 400);
+        let png = flm::eval::figure::render_png(&report.charts(), 560, 400)?;
         write(path.with_extension("png"), &png)?;
         eprintln!("report written to {} (+ .json, .png)", path.display());
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use flm::train::{ModelKind, WeightSet};
+use flm::train::WeightSet;
 
 use super::{DeviceArg, pick_device};
 
@@ -118,10 +118,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
     };
     let summary = flm::import::import_official(&args.from, &args.out, &options)?;
     let model = &summary.config.model;
-    let kind = match summary.kind {
-        ModelKind::FlowMap => "flow map (FMLM)",
-        _ => "FLM",
-    };
+    let kind = summary.kind.description();
     writeln!(
         out,
         "imported {} into {}",

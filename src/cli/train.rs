@@ -14,7 +14,7 @@ use flm::flow::distill::DistillSettings;
 use flm::model::ModelPreset;
 use flm::train::setup::{DEFAULT_VOCAB, PreparedRun};
 use flm::train::{
-    ModelKind, NewModelKind, RunControl, StopReason, TrainConfig, TrainRequest, prepare_run, train,
+    NewModelKind, RunControl, StopReason, TrainConfig, TrainRequest, prepare_run, train,
 };
 
 use super::progress::ProgressView;
@@ -246,11 +246,7 @@ pub(super) fn train_with_progress(prepared: PreparedRun, device: ComputeDevice) 
     let model = &prepared.config.model;
     eprintln!(
         "model: {} ({} parameters, V={}, L={}, d={}, {} blocks)",
-        match prepared.config.kind {
-            ModelKind::Flm => "FLM",
-            ModelKind::FlowMap => "flow map (FMLM)",
-            ModelKind::Autoregressive => "autoregressive reference",
-        },
+        prepared.config.kind.description(),
         model.num_params(),
         model.vocab_size,
         model.seq_len,

@@ -7,8 +7,8 @@
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
+use super::figure::{Chart, Series};
 use super::metrics::{distinct_n, entropy, fraction, js_divergence, ngram_counts, repetition_rate};
-use super::plot::{Chart, Series};
 use super::reference::perplexity;
 use crate::data::BuiltinTask;
 use crate::data::TextTokenizer;
@@ -223,7 +223,7 @@ pub fn denoiser_cross_entropy(
         .collect()
 }
 
-/// Line colours of the models in the plot.
+/// Line colours of the models in the figure.
 const PALETTE: [[u8; 3]; 4] = [
     [31, 119, 180],
     [214, 39, 40],

@@ -91,6 +91,15 @@ impl ModelKind {
             ModelKind::Autoregressive => "AR reference",
         }
     }
+
+    /// A few words more, for headlines in logs.
+    pub fn description(self) -> &'static str {
+        match self {
+            ModelKind::Flm => "FLM",
+            ModelKind::FlowMap => "flow map (FMLM)",
+            ModelKind::Autoregressive => "autoregressive reference",
+        }
+    }
 }
 
 /// Everything needed to rebuild the network's shapes (DESIGN §3).

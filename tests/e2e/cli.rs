@@ -374,8 +374,22 @@ fn eval_writes_one_report_for_several_models() {
         "{}",
         stdout(&output)
     );
+    // The figure: two 560×400 panels, the first model's line colour in it.
     let png = std::fs::read(report.with_extension("png")).unwrap();
-    assert_eq!(&png[1..4], b"PNG");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!((info.width, info.height), (2 * 560, 400));
+    let first_colour = pixels
+        .chunks_exact(3)
+        .filter(|p| *p == [31, 119, 180])
+        .count();
+    assert!(
+        first_colour > 100,
+        "{first_colour} pixels of the first line"
+    );
     let parsed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.with_extension("json")).unwrap())
             .unwrap();
