@@ -322,7 +322,7 @@ pub struct SampleRequest {
 
 /// Candidates per position kept in the trajectory: what the bars and tooltips show.
 pub const TRAJECTORY_TOP_K: usize = 8;
-const _: () = assert!(TRAJECTORY_TOP_K <= crate::kernels::sampler_step::MAX_TOP_K);
+const _: () = assert!(TRAJECTORY_TOP_K <= crate::generate::MAX_TRAJECTORY_TOP_K);
 
 /// One model's recorded sampling run, ready to replay.
 pub struct SampledModel {
