@@ -67,7 +67,7 @@ pub enum JobMessage {
         result: Result<(), String>,
     },
     /// `flm import` done from the Checkpoints view.
-    Imported(Result<ImportSummary, String>),
+    Imported(Result<Box<ImportSummary>, String>),
     /// A run's loss curves, read from its `metrics.jsonl`.
     Curves { dir: PathBuf, curves: LossCurves },
 }
@@ -283,7 +283,9 @@ impl Jobs {
             move |_| {
                 let out = fresh_run_dir(&out);
                 JobMessage::Imported(
-                    import_official(&from, &out, &options).map_err(|e| e.to_string()),
+                    import_official(&from, &out, &options)
+                        .map(Box::new)
+                        .map_err(|e| e.to_string()),
                 )
             },
             |error| JobMessage::Imported(Err(format!("import crashed: {error}"))),

@@ -381,9 +381,9 @@ impl FlmApp {
                             summary.num_params as f64 / 1e6,
                             summary.out.display()
                         ));
-                        self.notices.extend(summary.notes);
+                        self.notices.extend(summary.notes.iter().cloned());
                         self.checkpoints.import.open = false;
-                        self.checkpoints.selected = Some(summary.out);
+                        self.checkpoints.selected = Some(summary.out.clone());
                     }
                     Err(error) => self.errors.push(format!("import failed: {error}")),
                 }
