@@ -71,15 +71,7 @@ impl ImportForm {
                 labelled(
                     ui,
                     "Attention heads",
-                    egui::DragValue::new(&mut self.heads)
-                        .range(0..=128)
-                        .custom_formatter(|v, _| {
-                            if v == 0.0 {
-                                "auto".into()
-                            } else {
-                                format!("{v}")
-                            }
-                        }),
+                    super::auto_or_count(&mut self.heads, 128),
                 )
                 .on_hover_text(
                     "auto: implied by the checkpoint's rotary buffer; 12 for the released models",
@@ -88,15 +80,7 @@ impl ImportForm {
                 labelled(
                     ui,
                     "Sequence length",
-                    egui::DragValue::new(&mut self.seq_len)
-                        .range(0..=8192)
-                        .custom_formatter(|v, _| {
-                            if v == 0.0 {
-                                "auto".into()
-                            } else {
-                                format!("{v}")
-                            }
-                        }),
+                    super::auto_or_count(&mut self.seq_len, 8192),
                 )
                 .on_hover_text(
                     "The length it was trained with (model.length); auto knows the released models",

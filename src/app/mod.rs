@@ -521,6 +521,19 @@ fn run_name(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
+/// A count where 0 means "work it out": shown as `auto`.
+fn auto_or_count(value: &mut usize, max: usize) -> egui::DragValue<'_> {
+    egui::DragValue::new(value)
+        .range(0..=max)
+        .custom_formatter(|v, _| {
+            if v == 0.0 {
+                "auto".into()
+            } else {
+                format!("{v}")
+            }
+        })
+}
+
 /// A caption and its control, linked so screen readers (and tests) find the control by name.
 fn labelled(ui: &mut egui::Ui, caption: &str, widget: impl egui::Widget) -> egui::Response {
     let caption = ui.label(caption);

@@ -229,15 +229,7 @@ impl TrainView {
             labelled(
                 ui,
                 "Sequence length",
-                egui::DragValue::new(&mut form.seq_len)
-                    .range(0..=1024)
-                    .custom_formatter(|v, _| {
-                        if v == 0.0 {
-                            "auto".into()
-                        } else {
-                            format!("{v}")
-                        }
-                    }),
+                super::auto_or_count(&mut form.seq_len, 1024),
             )
             .on_hover_text("auto: 128 tokens for text, 32 for built-in tasks");
             ui.end_row();

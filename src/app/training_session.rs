@@ -9,6 +9,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
 use super::style;
 use crate::display::clock;
+use crate::train::events::samples_headline;
 use crate::train::{RunControl, StopReason, TrainEvent, TrainSummary};
 
 /// How long a run goes.
@@ -112,13 +113,8 @@ impl TrainingSession {
                 texts,
                 valid_fraction,
             } => {
-                let validity = valid_fraction
-                    .map(|v| format!(", {:.0}% valid", v * 100.0))
-                    .unwrap_or_default();
-                self.preview = Some((
-                    format!("step {step}: {sampler}, {steps} steps{validity}"),
-                    texts,
-                ));
+                let headline = samples_headline(sampler, steps, valid_fraction);
+                self.preview = Some((format!("step {step}: {headline}"), texts));
             }
             TrainEvent::Finished { step, .. } => self.step = step,
             TrainEvent::Checkpoint { .. } => {}

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use flm::display::clock;
 use flm::train::TrainEvent;
+use flm::train::events::samples_headline;
 
 /// Renders training events: a bar for steps (or minutes), log lines for the rest.
 pub struct ProgressView {
@@ -124,11 +125,8 @@ impl ProgressView {
                 texts,
                 valid_fraction,
             } => {
-                let valid = valid_fraction
-                    .map_or_else(String::new, |f| format!(", {:.0}% valid", f * 100.0));
-                self.line(format!(
-                    "step {step}: samples ({sampler}, {steps} steps{valid})"
-                ));
+                let headline = samples_headline(sampler, *steps, *valid_fraction);
+                self.line(format!("step {step}: samples ({headline})"));
                 for text in texts.iter().take(2) {
                     self.line(format!("  │ {}", one_line(text, 100)));
                 }

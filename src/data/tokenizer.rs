@@ -254,15 +254,7 @@ impl TextTokenizer {
     /// Loads a tokenizer saved by [`TextTokenizer::save`]; the kind is
     /// recognised from its decoder (byte-level for BPE, fuse for char).
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => DataError::NotFound {
-                path: path.to_path_buf(),
-            },
-            _ => DataError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
+        let bytes = read_tokenizer_file(path)?;
         let corrupt = |reason: String| DataError::CorruptTokenizer {
             path: path.to_path_buf(),
             reason,
@@ -458,6 +450,20 @@ fn chunk_end(text: &str, target: usize) -> usize {
         end += 1;
     }
     end
+}
+
+/// A tokenizer file's bytes; a missing file is [`DataError::NotFound`], so the message can
+/// say which file to pass.
+fn read_tokenizer_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => DataError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 #[cfg(test)]

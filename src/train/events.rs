@@ -83,3 +83,9 @@ impl RunControl {
         self.pause.load(Ordering::SeqCst)
     }
 }
+
+/// How a preview was made, as both front ends print it: `flow-map, 1 steps, 58% valid`.
+pub fn samples_headline(sampler: &str, steps: usize, valid_fraction: Option<f64>) -> String {
+    let valid = valid_fraction.map_or_else(String::new, |f| format!(", {:.0}% valid", f * 100.0));
+    format!("{sampler}, {steps} steps{valid}")
+}

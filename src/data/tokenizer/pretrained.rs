@@ -57,15 +57,7 @@ impl Specials {
 impl TextTokenizer {
     /// Loads a Hugging Face `tokenizer.json` as a [`TokenizerKind::Pretrained`] tokenizer.
     pub fn load_pretrained(path: &Path) -> Result<Self, DataError> {
-        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => DataError::NotFound {
-                path: path.to_path_buf(),
-            },
-            _ => DataError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
+        let bytes = super::read_tokenizer_file(path)?;
         let unreadable = |reason: String| DataError::UnreadablePretrainedTokenizer {
             path: path.to_path_buf(),
             reason,
