@@ -127,6 +127,8 @@ impl TextTokenizer {
 
     /// Learns a tokenizer of `kind` with at most `vocab_size` tokens from `text`.
     pub fn train(kind: TokenizerKind, text: &str, vocab_size: usize) -> Result<Self, DataError> {
+        crate::limits::check_vocab("the vocabulary size", vocab_size)
+            .map_err(DataError::TooLarge)?;
         let minimum = kind.min_vocab_size();
         if vocab_size < minimum {
             return Err(DataError::VocabTooSmall {
@@ -260,7 +262,7 @@ impl TextTokenizer {
             },
             _ => DataError::Io {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             },
         })?;
         let corrupt = |reason: String| DataError::CorruptTokenizer {

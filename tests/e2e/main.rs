@@ -7,6 +7,7 @@ mod distill;
 mod eval;
 mod gpu;
 mod gui;
+mod hardening;
 mod import;
 mod kernels;
 mod runs;

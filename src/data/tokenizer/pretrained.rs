@@ -63,7 +63,7 @@ impl TextTokenizer {
             },
             _ => DataError::Io {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             },
         })?;
         let unreadable = |reason: String| DataError::UnreadablePretrainedTokenizer {
