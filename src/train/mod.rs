@@ -11,6 +11,8 @@ pub mod objective;
 pub mod optimizer;
 pub(crate) mod params;
 pub mod probe;
+#[cfg(test)]
+mod robustness;
 pub mod runs;
 pub mod setup;
 pub mod throughput;
