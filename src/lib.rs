@@ -6,7 +6,8 @@
 //! [`train`] (loop, optimizer, EMA, checkpoints, progress events), [`eval`] (metrics, the
 //! reference model, reports, the whole evaluation plan), [`kernels`] (WGSL kernels for the hot
 //! paths), [`device`] (backend choice), [`import`] (the paper's PyTorch checkpoints in and
-//! out), [`display`] (numbers as the front ends show them). Front ends ([`app`], the desktop
+//! out), [`display`] (numbers as the front ends show them), [`limits`] (the size bounds every
+//! input is checked against). Front ends ([`app`], the desktop
 //! GUI, and the `flm` CLI) only call into these; none of the other modules knows a front end
 //! exists.
 //!
@@ -23,6 +24,7 @@ pub mod flow;
 pub mod generate;
 pub mod import;
 pub mod kernels;
+pub mod limits;
 pub mod model;
 pub mod rng;
 pub mod train;

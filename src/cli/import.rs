@@ -23,6 +23,10 @@ pub struct ExportArgs {
     /// with the paper's state-dict names, config.yaml and tokenizer.json.
     #[arg(long, value_enum, default_value_t = ExportLayout::Flm)]
     pub layout: ExportLayout,
+    /// Replace files of the same names already in --out (a folder holding a training run is
+    /// refused even so).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The folder layouts `flm export` writes.
@@ -52,8 +56,8 @@ pub struct ImportArgs {
     /// Number of attention heads, if the file lacks the rotary buffer that tells it.
     #[arg(long)]
     pub heads: Option<usize>,
-    /// Sequence length to sample (default: the released models' 128 or 1024).
-    #[arg(long)]
+    /// Sequence length to sample, at most 8192 (default: the released models' 128 or 1024).
+    #[arg(long, value_parser = flm::limits::parse_seq_len)]
     pub seq_len: Option<usize>,
 }
 
@@ -93,7 +97,7 @@ impl From<WeightsArg> for WeightSet {
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.layout == ExportLayout::Official {
-        let export = flm::import::export_official(&args.ckpt, &args.out)?;
+        let export = flm::import::export_official_to(&args.ckpt, &args.out, args.force)?;
         for note in &export.notes {
             eprintln!("note: {note}");
         }
@@ -102,7 +106,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         }
         return Ok(());
     }
-    for file in flm::train::export_model(&args.ckpt, &args.out)? {
+    for file in flm::train::export_model_to(&args.ckpt, &args.out, args.force)? {
         writeln!(out, "{}", file.display())?;
     }
     Ok(())

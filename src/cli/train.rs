@@ -35,11 +35,12 @@ pub struct TrainArgs {
     /// Model size [default: tiny]
     #[arg(long, value_enum)]
     pub preset: Option<ModelPreset>,
-    /// Sequence length L [default: 128 for text, 32 for built-in tasks]
-    #[arg(long)]
+    /// Sequence length L, at most 8192 [default: 128 for text, 32 for built-in tasks]
+    #[arg(long, value_parser = flm::limits::parse_seq_len)]
     pub seq_len: Option<usize>,
-    /// Vocabulary size for the BPE tokenizer, special tokens included [default: 2048]
-    #[arg(long)]
+    /// Vocabulary size for the BPE tokenizer, special tokens included, at most 262144
+    /// [default: 2048]
+    #[arg(long, value_parser = flm::limits::parse_vocab)]
     pub vocab: Option<usize>,
     /// Tokenizer for text files [default: bpe]
     #[arg(long, value_enum)]
@@ -70,8 +71,8 @@ pub struct RunArgs {
     /// Stop after training this many minutes in this invocation.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Sequences per batch [default: 16]
-    #[arg(long)]
+    /// Sequences per batch, at most 65536 [default: 16]
+    #[arg(long, value_parser = flm::limits::parse_batch)]
     pub batch: Option<usize>,
     /// Peak learning rate (AdamW, after linear warm-up) [default: 0.001; 0.0003 for flow maps]
     #[arg(long)]

@@ -25,6 +25,11 @@ pub fn load_text(path: &Path) -> Result<String, DataError> {
             path: path.to_path_buf(),
         });
     }
+    if looks_utf16(&bytes) {
+        return Err(DataError::Utf16 {
+            path: path.to_path_buf(),
+        });
+    }
     if looks_binary(&bytes) {
         return Err(DataError::Binary {
             path: path.to_path_buf(),
@@ -60,20 +65,82 @@ fn read_whole_file(path: &Path) -> Result<Vec<u8>, DataError> {
         },
         _ => DataError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         },
     };
+    check_regular_file(path)?;
     let mut file = File::open(path).map_err(io_error)?;
     let metadata = file.metadata().map_err(io_error)?;
-    if metadata.is_dir() {
-        return Err(DataError::IsDirectory {
-            path: path.to_path_buf(),
-        });
-    }
     let size_hint = usize::try_from(metadata.len()).unwrap_or(0);
     let mut bytes = Vec::with_capacity(size_hint);
     file.read_to_end(&mut bytes).map_err(io_error)?;
     Ok(bytes)
+}
+
+/// Refuses anything but a regular file (following symlinks) *before* opening it: opening a
+/// FIFO blocks until a writer appears, and a device such as `/dev/zero` never ends.
+pub fn check_regular_file(path: &Path) -> Result<(), DataError> {
+    let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => DataError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => DataError::Io {
+            path: path.to_path_buf(),
+            error,
+        },
+    })?;
+    let file_type = metadata.file_type();
+    if file_type.is_file() {
+        return Ok(());
+    }
+    if file_type.is_dir() {
+        return Err(DataError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    #[cfg(unix)]
+    let kind = {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        }
+    };
+    #[cfg(not(unix))]
+    let kind = "a special file";
+    Err(DataError::NotRegularFile {
+        path: path.to_path_buf(),
+        kind,
+    })
+}
+
+/// UTF-16 text: a byte-order mark, or (without one) NUL bytes at every other position of
+/// the start, as ASCII text in UTF-16 has.
+fn looks_utf16(bytes: &[u8]) -> bool {
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return true;
+    }
+    let head = &bytes[..bytes.len().min(BINARY_SNIFF_BYTES) & !1];
+    if head.len() < 4 {
+        return false;
+    }
+    let pairs = head.len() / 2;
+    let zeros_at = |parity: usize| {
+        head.iter()
+            .skip(parity)
+            .step_by(2)
+            .filter(|&&b| b == 0)
+            .count()
+    };
+    let (even, odd) = (zeros_at(0), zeros_at(1));
+    // Little-endian ASCII has NULs at odd offsets, big-endian at even ones; nearly all of them.
+    let mostly = |count: usize| count as f64 >= 0.9 * pairs as f64;
+    (mostly(odd) && even == 0) || (mostly(even) && odd == 0)
 }
 
 /// NUL bytes never occur in text; a high share of other control bytes near

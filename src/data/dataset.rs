@@ -130,9 +130,13 @@ pub fn prepare_text_dataset(
     if spec.seq_len == 0 {
         return Err(DataError::ZeroSeqLen);
     }
-    std::fs::create_dir_all(run_dir).map_err(|source| DataError::Io {
+    crate::limits::check_seq_len("the sequence length", spec.seq_len)
+        .map_err(DataError::TooLarge)?;
+    crate::limits::check_vocab("the vocabulary size", spec.vocab_size)
+        .map_err(DataError::TooLarge)?;
+    std::fs::create_dir_all(run_dir).map_err(|source| DataError::Write {
         path: run_dir.to_path_buf(),
-        source,
+        error: source,
     })?;
     let (tokenizer, train_ids, stats) = tokenize_training_file(spec, run_dir)?;
     let (train_ids, valid_ids) = match spec.valid_path {

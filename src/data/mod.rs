@@ -26,14 +26,33 @@ pub enum DataError {
     )]
     NotFound { path: PathBuf },
 
+    // The OS error is in the message and not a `source`, so a cause chain does not print it
+    // twice.
     #[error(
-        "cannot read {path}: {source}\n  hint: check that the file is readable by you and not locked by another program"
+        "cannot read {path}: {error}\n  hint: check that the file is readable by you and not locked by another program"
     )]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
+
+    #[error(
+        "cannot write {path}: {error}\n  hint: check that the disk has free space and the folder is writable"
+    )]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    #[error(
+        "{path} is {kind}, not a regular file\n  hint: pass the path of a single UTF-8 `.txt` file (flm reads the whole file, so it must be an ordinary file of finite size)"
+    )]
+    NotRegularFile { path: PathBuf, kind: &'static str },
+
+    #[error(
+        "{path} looks like UTF-16 text, not UTF-8\n  hint: convert it to UTF-8, e.g. `iconv -f UTF-16 -t UTF-8 in.txt > out.txt`"
+    )]
+    Utf16 { path: PathBuf },
 
     #[error(
         "{path} is a directory, not a text file\n  hint: pass the path of a single UTF-8 `.txt` file"
@@ -92,6 +111,10 @@ pub enum DataError {
     )]
     InvalidAlphabet { reason: String },
 
+    /// A size beyond [`crate::limits`]; the message names the limit and why.
+    #[error("{0}")]
+    TooLarge(String),
+
     #[error(
         "sequence length must be at least 1\n  hint: pass a positive sequence length, e.g. 128"
     )]
@@ -135,9 +158,9 @@ pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> Resul
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp_path = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let io_error = |source| DataError::Io {
+    let io_error = |error| DataError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     std::fs::write(&tmp_path, contents).map_err(io_error)?;
     std::fs::rename(&tmp_path, path).map_err(|source| {

@@ -127,6 +127,8 @@ impl TextTokenizer {
 
     /// Learns a tokenizer of `kind` with at most `vocab_size` tokens from `text`.
     pub fn train(kind: TokenizerKind, text: &str, vocab_size: usize) -> Result<Self, DataError> {
+        crate::limits::check_vocab("the vocabulary size", vocab_size)
+            .map_err(DataError::TooLarge)?;
         let minimum = kind.min_vocab_size();
         if vocab_size < minimum {
             return Err(DataError::VocabTooSmall {
@@ -259,7 +261,7 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             reason,
         };
-        let inner = Tokenizer::from_bytes(&bytes).map_err(|err| corrupt(err.to_string()))?;
+        let inner = parse_tokenizer(&bytes).map_err(corrupt)?;
         let kind = detect_kind(&inner).map_err(corrupt)?;
         check_reserved_ids(&inner, kind).map_err(corrupt)?;
         Self::from_parts(inner, kind)
@@ -461,9 +463,20 @@ fn read_tokenizer_file(path: &Path) -> Result<Vec<u8>, DataError> {
         },
         _ => DataError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         },
     })
+}
+
+/// Parses a `tokenizer.json`, turning every failure into a reason: the syntax is checked
+/// first, and a panic inside the `tokenizers` crate (its decoder deserializer unwraps on some
+/// malformed files, found by the loader property tests) is caught rather than crashing flm.
+pub(crate) fn parse_tokenizer(bytes: &[u8]) -> Result<Tokenizer, String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|err| format!("not valid JSON ({err})"))?;
+    std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes))
+        .map_err(|_| "the tokenizers library could not read it".to_string())?
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

@@ -42,8 +42,22 @@ pub struct OfficialExport {
     pub notes: Vec<String>,
 }
 
-/// Writes the run at `run_dir` into `dest` (created if missing) in the official layout.
+/// Writes the run at `run_dir` into `dest` (created if missing) in the official layout,
+/// refusing to replace files already there.
 pub fn export_official(run_dir: &Path, dest: &Path) -> Result<OfficialExport, ExportError> {
+    export_official_to(run_dir, dest, false)
+}
+
+/// The files an official-layout export writes.
+pub const OFFICIAL_FILES: [&str; 3] = ["model.safetensors", "config.yaml", "tokenizer.json"];
+
+/// [`export_official`]; with `force`, files of the same names in `dest` are replaced (a folder
+/// holding a training run is refused either way).
+pub fn export_official_to(
+    run_dir: &Path,
+    dest: &Path,
+    force: bool,
+) -> Result<OfficialExport, ExportError> {
     let loaded = load_model(run_dir, &cpu_device())?;
     let model = &loaded.config.model;
     let unsupported = |reason: String| ExportError::Unsupported {
@@ -76,6 +90,7 @@ pub fn export_official(run_dir: &Path, dest: &Path) -> Result<OfficialExport, Ex
         }
         .into());
     }
+    crate::train::check_export_dest(dest, &OFFICIAL_FILES, force)?;
     let dims = OfficialDims {
         vocab_size: model.vocab_size,
         hidden_size: model.d_model,
@@ -135,7 +150,7 @@ pub fn export_official(run_dir: &Path, dest: &Path) -> Result<OfficialExport, Ex
 
     fs::create_dir_all(dest).map_err(|source| CheckpointError::Io {
         path: dest.to_path_buf(),
-        source,
+        error: source,
     })?;
     let weights = dest.join("model.safetensors");
     write_atomic(&weights, &bytes)?;
@@ -145,7 +160,7 @@ pub fn export_official(run_dir: &Path, dest: &Path) -> Result<OfficialExport, Ex
     let tokenizer = dest.join("tokenizer.json");
     let tokenizer_bytes = fs::read(&tokenizer_path).map_err(|source| CheckpointError::Io {
         path: tokenizer_path.clone(),
-        source,
+        error: source,
     })?;
     write_atomic(&tokenizer, &tokenizer_bytes)?;
     Ok(OfficialExport {

@@ -31,7 +31,9 @@ use crate::train::{
     DataConfig, DistillConfig, ImportedFrom, ModelKind, RunConfig, TrainConfig, WeightSet,
 };
 
-pub use export::{ExportError, OfficialExport, export_official};
+pub use export::{
+    ExportError, OFFICIAL_FILES, OfficialExport, export_official, export_official_to,
+};
 pub use forward::{ForwardError, ForwardSummary, forward_file};
 use official::{LayoutProblem, OfficialDims};
 use source::OfficialSource;
@@ -406,6 +408,8 @@ fn run_config(
         }),
     };
     config.validate().map_err(ImportError::InvalidConfig)?;
+    crate::limits::check_memory(&config.model, 1, crate::limits::Use::Inference)
+        .map_err(ImportError::InvalidConfig)?;
     Ok(config)
 }
 

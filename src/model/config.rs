@@ -167,8 +167,10 @@ impl ModelConfig {
         self.d_model / self.n_heads
     }
 
-    /// Checks the shapes make sense before any tensor is allocated.
+    /// Checks the shapes make sense, and are within [`crate::limits`], before any tensor is
+    /// allocated.
     pub fn validate(&self) -> Result<(), String> {
+        crate::limits::check_model(self)?;
         if self.vocab_size < 2 {
             return Err(format!(
                 "vocab_size must be at least 2, got {}",
@@ -202,24 +204,31 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Number of trainable scalars, computed from the shapes alone (for `flm info` and logs).
+    /// Number of trainable scalars, computed from the shapes alone (for `flm info` and logs);
+    /// saturates at `usize::MAX` rather than wrapping for absurd shapes.
     pub fn num_params(&self) -> usize {
+        // `as` saturates float-to-int; below 2^53 (any config within the limits) it is exact.
+        self.num_params_f64() as usize
+    }
+
+    /// [`Self::num_params`] as a float: no overflow whatever the fields hold.
+    pub fn num_params_f64(&self) -> f64 {
         let (v, d, c, f) = (
-            self.vocab_size,
-            self.d_model,
-            self.cond_dim,
-            self.time_features,
+            self.vocab_size as f64,
+            self.d_model as f64,
+            self.cond_dim as f64,
+            self.time_features as f64,
         );
         let time_embedder = f * c + c + c * c + c;
         let block = d // norm 1
-            + d * 3 * d // qkv
+            + d * 3.0 * d // qkv
             + d * d // attention out
             + d // norm 2
-            + d * 4 * d + 4 * d + 4 * d * d + d // mlp
-            + c * 6 * d + 6 * d; // adaLN
-        let final_layer = d + c * 2 * d + 2 * d + d * v + v;
-        let embedders = if self.two_times { 2 } else { 1 };
-        v * d + embedders * time_embedder + self.n_blocks * block + final_layer
+            + d * 4.0 * d + 4.0 * d + 4.0 * d * d + d // mlp
+            + c * 6.0 * d + 6.0 * d; // adaLN
+        let final_layer = d + c * 2.0 * d + 2.0 * d + d * v + v;
+        let embedders = if self.two_times { 2.0 } else { 1.0 };
+        v * d + embedders * time_embedder + self.n_blocks as f64 * block + final_layer
     }
 }
 

@@ -232,6 +232,48 @@ impl Dit {
         })
     }
 
+    /// Every parameter [`Dit::from_weights`] asks for, `(path, shape in flm's layout)`, in
+    /// the same order, computed from the config alone: a weights file can be checked against
+    /// it before anything is allocated.
+    pub fn weight_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        let (v, d, c, f) = (
+            config.vocab_size,
+            config.d_model,
+            config.cond_dim,
+            config.time_features,
+        );
+        let mut shapes = vec![("embedding".to_string(), vec![v, d])];
+        let linear = |shapes: &mut Vec<_>, path: &str, d_in: usize, d_out: usize, bias| {
+            shapes.push((format!("{path}.weight"), vec![d_in, d_out]));
+            if bias {
+                shapes.push((format!("{path}.bias"), vec![d_out]));
+            }
+        };
+        let times: &[&str] = if config.two_times {
+            &["time_s", "time_t"]
+        } else {
+            &["time_s"]
+        };
+        for time in times {
+            linear(&mut shapes, &format!("{time}.hidden"), f, c, true);
+            linear(&mut shapes, &format!("{time}.out"), c, c, true);
+        }
+        for index in 0..config.n_blocks {
+            let path = |leaf: &str| format!("blocks.{index}.{leaf}");
+            shapes.push((path("norm_attn.weight"), vec![d]));
+            linear(&mut shapes, &path("attn.qkv"), d, 3 * d, false);
+            linear(&mut shapes, &path("attn.out"), d, d, false);
+            shapes.push((path("norm_mlp.weight"), vec![d]));
+            linear(&mut shapes, &path("mlp_in"), d, 4 * d, true);
+            linear(&mut shapes, &path("mlp_out"), 4 * d, d, true);
+            linear(&mut shapes, &path("ada_ln"), c, 6 * d, true);
+        }
+        shapes.push(("final_layer.norm.weight".into(), vec![d]));
+        linear(&mut shapes, "final_layer.ada_ln", c, 2 * d, true);
+        linear(&mut shapes, "final_layer.to_logits", d, v, true);
+        shapes
+    }
+
     /// Logits (B, L, V) for inputs `x` (B, L, V) at times `tau_s` (B,) and, for flow maps,
     /// `tau_t` (B,). A plain FLM ignores `tau_t`. The model's logit cap, if any, is applied:
     /// these are the logits the softmax sees.
@@ -393,6 +435,27 @@ mod tests {
     use crate::device::cpu_device;
     use crate::model::ModelPreset;
     use burn::tensor::{Distribution, TensorData};
+
+    #[test]
+    fn weight_shapes_list_exactly_what_a_saved_model_holds() {
+        for two_times in [false, true] {
+            let config = ModelConfig {
+                two_times,
+                ..micro_config(11, 8)
+            };
+            let bytes = crate::train::checkpoint::model_bytes(&Dit::new(&config, 0, &cpu_device()));
+            let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut saved: Vec<(String, Vec<usize>)> = file
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| (name, view.shape().to_vec()))
+                .collect();
+            let mut expected = Dit::weight_shapes(&config);
+            saved.sort();
+            expected.sort();
+            assert_eq!(saved, expected);
+        }
+    }
 
     fn micro_config(vocab: usize, seq_len: usize) -> ModelConfig {
         ModelConfig {

@@ -32,10 +32,12 @@ use crate::model::Dit;
 /// Everything that can go wrong reading or writing a run directory.
 #[derive(Debug, Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    /// The OS error is part of the message and deliberately not a `source`: printed with its
+    /// cause chain (`{:#}`) it would otherwise appear twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "`{0}` is not a checkpoint directory (no config.json)\n  hint: pass the --out directory of `flm train`"
@@ -57,6 +59,19 @@ pub enum CheckpointError {
     },
     #[error("checkpoint mismatch in {path}: {reason}")]
     Mismatch { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    TooLarge { path: PathBuf, reason: String },
+    #[error(
+        "`{path}` is being written by another flm process{holder}\n  hint: wait for that \
+         training to finish (or stop it), or choose another --out"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot export into `{path}`: {reason}\n  hint: {hint}")]
+    ExportTarget {
+        path: PathBuf,
+        reason: String,
+        hint: &'static str,
+    },
     #[error(transparent)]
     Data(#[from] DataError),
 }
@@ -131,7 +146,7 @@ impl RunDir {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let tmp = path.with_extension(format!(
         "{}.tmp",
@@ -151,7 +166,7 @@ fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
         .and_then(|d| d.sync_all())
         .map_err(|source| CheckpointError::Io {
             path: dir.to_path_buf(),
-            source,
+            error: source,
         })?;
     #[cfg(not(unix))]
     let _ = dir;
@@ -166,7 +181,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Checkpoint
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CheckpointError> {
     let text = fs::read_to_string(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     serde_json::from_str(&text).map_err(|e| CheckpointError::Corrupt {
         path: path.to_path_buf(),
@@ -228,14 +243,24 @@ pub(crate) fn model_bytes(model: &Dit) -> Vec<u8> {
 }
 
 /// Loads weights saved by [`save_checkpoint`] into a fresh model of `config`'s shape.
+///
+/// Before any tensor is built, the model's memory is estimated against what the machine has
+/// ([`crate::limits::check_memory`]) and the file's header (names, shapes, dtypes) is
+/// compared with the parameters the config implies ([`check_header`]).
 pub fn load_weights(
     path: &Path,
     config: &RunConfig,
     device: &Device,
 ) -> Result<Dit, CheckpointError> {
+    crate::limits::check_memory(&config.model, 1, crate::limits::Use::Inference).map_err(
+        |reason| CheckpointError::TooLarge {
+            path: path.to_path_buf(),
+            reason,
+        },
+    )?;
     let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     // Parse the header ourselves first: truncated or foreign files get a clear message.
     let tensors =
@@ -243,28 +268,23 @@ pub fn load_weights(
             path: path.to_path_buf(),
             reason: format!("not a readable safetensors file ({e})"),
         })?;
-    // Each parameter is read straight from the file into the model: no initial weights are
-    // drawn and the bytes are not copied, so a large model is held about twice at most (the
-    // file and the model), once when this returns.
     let mismatch = |reason: String| CheckpointError::Mismatch {
         path: path.to_path_buf(),
         reason,
     };
+    check_header(&tensors, &config.model).map_err(mismatch)?;
+    // Each parameter is read straight from the file into the model: no initial weights are
+    // drawn and the bytes are not copied, so a large model is held about twice at most (the
+    // file and the model), once when this returns.
     Dit::from_weights(&config.model, device, &mut |name, shape| {
         let view = tensors
             .tensor(name)
             .map_err(|_| mismatch(format!("tensor `{name}` is missing")))?;
         let stored: usize = view.shape().iter().product();
         let wanted: usize = shape.iter().product();
-        if stored != wanted {
+        if stored != wanted || view.dtype() != safetensors::Dtype::F32 {
             return Err(mismatch(format!(
-                "tensor `{name}` has {stored} values but config.json implies {wanted}"
-            )));
-        }
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(mismatch(format!(
-                "tensor `{name}` is {:?}, not float32",
-                view.dtype()
+                "tensor `{name}` does not match config.json"
             )));
         }
         Ok(view
@@ -273,6 +293,75 @@ pub fn load_weights(
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
     })
+}
+
+/// How many problems a mismatch message lists before "and N more".
+const LISTED_PROBLEMS: usize = 6;
+
+/// Compares a weights file's header with the parameters `model` implies: every name present,
+/// no stranger, each of the expected shape and float32. The error lists the first few
+/// differences, one per line, and what they suggest.
+pub fn check_header(
+    tensors: &safetensors::SafeTensors<'_>,
+    model: &crate::model::ModelConfig,
+) -> Result<(), String> {
+    let expected = Dit::weight_shapes(model);
+    let mut problems = Vec::new();
+    for (name, shape) in &expected {
+        match tensors.tensor(name) {
+            Err(_) => problems.push(format!("tensor `{name}` is missing")),
+            Ok(view) if view.shape() != shape.as_slice() => problems.push(format!(
+                "tensor `{name}` has shape {:?} but config.json implies {shape:?}",
+                view.shape()
+            )),
+            Ok(view) if view.dtype() != safetensors::Dtype::F32 => problems.push(format!(
+                "tensor `{name}` is {:?}, not float32",
+                view.dtype()
+            )),
+            Ok(_) => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> =
+        expected.iter().map(|(name, _)| name.as_str()).collect();
+    let mut unexpected: Vec<String> = tensors
+        .names()
+        .into_iter()
+        .filter(|name| !known.contains(name))
+        .map(str::to_string)
+        .collect();
+    unexpected.sort();
+    problems.extend(
+        unexpected
+            .into_iter()
+            .map(|name| format!("tensor `{name}` is not part of this model")),
+    );
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let total = problems.len();
+    let mut text = format!(
+        "the weights do not fit the model config.json describes (d_model {}, {} blocks,          vocabulary {}, {}):",
+        model.d_model,
+        model.n_blocks,
+        model.vocab_size,
+        if model.two_times {
+            "two times"
+        } else {
+            "one time"
+        }
+    );
+    for problem in problems.iter().take(LISTED_PROBLEMS) {
+        text.push_str("\n    ");
+        text.push_str(problem);
+    }
+    if total > LISTED_PROBLEMS {
+        text.push_str(&format!("\n    … and {} more", total - LISTED_PROBLEMS));
+    }
+    text.push_str(
+        "\n  hint: config.json was edited, or the weights come from another run; restore the \
+         run's own config.json",
+    );
+    Err(text)
 }
 
 fn optimizer_bytes(optimizer: &AdamW) -> Vec<u8> {
@@ -313,7 +402,7 @@ fn load_optimizer(
     };
     let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| corrupt(format!("unreadable header ({e})")))?;
@@ -358,7 +447,10 @@ pub fn save_checkpoint(
 ) -> Result<PathBuf, CheckpointError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| CheckpointError::Io { path, source }
+        move |source| CheckpointError::Io {
+            path,
+            error: source,
+        }
     };
     let fresh = run.root().join(format!("{WEIGHTS_DIR}.new"));
     let current = run.root().join(WEIGHTS_DIR);

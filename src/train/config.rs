@@ -195,6 +195,8 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate()?;
         self.train.validate()?;
+        crate::limits::check_seq_len("data.seq_len", self.data.seq_len)?;
+        crate::limits::check_vocab("data.vocab_size", self.data.vocab_size)?;
         let (two_times, causal) = (self.model.two_times, self.model.causal);
         match (self.kind, &self.distill) {
             (ModelKind::Flm, None) if !two_times && !causal => Ok(()),
@@ -237,6 +239,8 @@ impl TrainConfig {
         if self.batch_size == 0 || self.eval_batches == 0 {
             return Err("batch_size and eval_batches must be at least 1".into());
         }
+        crate::limits::check_batch("batch_size", self.batch_size)?;
+        crate::limits::check_batch("eval_batches", self.eval_batches)?;
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(format!(
                 "the learning rate must be positive, got {}",

@@ -53,7 +53,7 @@ impl MetricLine {
 pub fn append(path: &Path, line: &MetricLine) -> Result<(), CheckpointError> {
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let text = serde_json::to_string(line).expect("metric lines serialize");
     let mut file = OpenOptions::new()

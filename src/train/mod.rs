@@ -5,11 +5,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod ema;
 pub mod events;
+pub mod lock;
 pub mod metrics_log;
 pub mod objective;
 pub mod optimizer;
 pub(crate) mod params;
 pub mod probe;
+#[cfg(test)]
+mod robustness;
 pub mod runs;
 pub mod setup;
 pub mod throughput;
@@ -21,9 +24,11 @@ pub use config::{
     TrainConfig, WeightSet,
 };
 pub use events::{RunControl, StopReason, TrainEvent};
+pub use lock::RunLock;
 pub use objective::Objective;
 pub use runs::{
-    EXPORTED_FILES, RunListing, data_stem, delete_run, export_model, fresh_run_dir, list_runs,
+    EXPORTED_FILES, RunListing, check_export_dest, data_stem, delete_run, export_model,
+    export_model_to, fresh_run_dir, list_runs,
 };
 pub use setup::{DistillRequest, NewModelKind, TrainRequest, prepare_distill, prepare_run};
 pub use trainer::{TrainError, TrainJob, TrainSummary, train};

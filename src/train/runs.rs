@@ -39,7 +39,7 @@ pub fn list_runs(root: &Path) -> Result<Vec<RunListing>, CheckpointError> {
         Err(source) => {
             return Err(CheckpointError::Io {
                 path: root.to_path_buf(),
-                source,
+                error: source,
             });
         }
     };
@@ -70,7 +70,18 @@ pub const EXPORTED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.s
 /// Copies a run's config, tokenizer and EMA weights into `dest` (created if missing), each
 /// file written atomically. The result loads with [`super::load_model`] like the run itself.
 /// Checks the run loads first, so a broken run is refused before anything is written.
+/// Refuses to replace files already in `dest` (see [`export_model_to`] for `--force`).
 pub fn export_model(run_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    export_model_to(run_dir, dest, false)
+}
+
+/// [`export_model`]; with `force`, files of the same names in `dest` are replaced. A folder
+/// holding a training run is refused either way (see [`check_export_dest`]).
+pub fn export_model_to(
+    run_dir: &Path,
+    dest: &Path,
+    force: bool,
+) -> Result<Vec<PathBuf>, CheckpointError> {
     let run = RunDir::new(run_dir);
     let config = load_config(&run)?;
     load_tokenizer(&run, &config)?;
@@ -84,22 +95,56 @@ pub fn export_model(run_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, Checkpo
             reason: "the export folder is the run itself; choose another folder".into(),
         });
     }
+    check_export_dest(dest, &EXPORTED_FILES, force)?;
     fs::create_dir_all(dest).map_err(|source| CheckpointError::Io {
         path: dest.to_path_buf(),
-        source,
+        error: source,
     })?;
     let sources = [run.config_path(), run.tokenizer_path(), weights];
     let mut written = Vec::with_capacity(sources.len());
     for (source, name) in sources.iter().zip(EXPORTED_FILES) {
         let bytes = fs::read(source).map_err(|e| CheckpointError::Io {
             path: source.clone(),
-            source: e,
+            error: e,
         })?;
         let target = dest.join(name);
         write_atomic(&target, &bytes)?;
         written.push(target);
     }
     Ok(written)
+}
+
+/// Refuses an export folder that holds a training run (`config.json` beside `checkpoint/`:
+/// replacing its config would break it for good), and, unless `force`, one that already has
+/// any of the files `names` an export would write.
+pub fn check_export_dest(dest: &Path, names: &[&str], force: bool) -> Result<(), CheckpointError> {
+    let run = RunDir::new(dest);
+    let holds_run = run.config_path().is_file()
+        && ["checkpoint", "checkpoint.old", "checkpoint.new"]
+            .iter()
+            .any(|name| dest.join(name).is_dir());
+    if holds_run {
+        return Err(CheckpointError::ExportTarget {
+            path: dest.to_path_buf(),
+            reason: "it holds a training run (config.json and checkpoint/); exporting there \
+                     would replace the run's files and break it"
+                .into(),
+            hint: "choose an empty folder",
+        });
+    }
+    let existing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| dest.join(name).exists())
+        .collect();
+    if !force && !existing.is_empty() {
+        return Err(CheckpointError::ExportTarget {
+            path: dest.to_path_buf(),
+            reason: format!("it already has {}", existing.join(", ")),
+            hint: "choose an empty folder, or pass --force to replace them",
+        });
+    }
+    Ok(())
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -151,7 +196,7 @@ pub fn delete_run(run_dir: &Path) -> Result<(), CheckpointError> {
     }
     fs::remove_dir_all(run_dir).map_err(|source| CheckpointError::Io {
         path: run_dir.to_path_buf(),
-        source,
+        error: source,
     })
 }
 

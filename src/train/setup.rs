@@ -3,7 +3,7 @@
 //! weights, from the teacher's run); `--resume` reads them back.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checkpoint::{
@@ -13,6 +13,7 @@ use super::checkpoint::{
 use super::config::{
     DataConfig, DistillConfig, ModelKind, RunConfig, SCHEMA_VERSION, TeacherInfo, TrainConfig,
 };
+use super::lock::RunLock;
 use super::objective::Objective;
 use super::trainer::{TrainError, TrainJob};
 use crate::data::dataset::{TOKENIZER_FILE, TRAIN_CACHE_FILE, VALID_CACHE_FILE};
@@ -80,6 +81,8 @@ pub const DEFAULT_STEPS: u64 = 2000;
 /// A run directory with its configuration and data, ready for [`super::train`].
 pub struct PreparedRun {
     pub run: RunDir,
+    /// The run directory's lock, held from preparation to the end of training.
+    pub lock: RunLock,
     pub config: RunConfig,
     pub data: DataSource,
     pub target_steps: Option<u64>,
@@ -99,6 +102,7 @@ impl PreparedRun {
             device,
             target_steps: self.target_steps,
             budget: self.budget,
+            lock: self.lock,
         })
     }
 }
@@ -122,13 +126,13 @@ pub fn prepare_run(request: &TrainRequest) -> Result<PreparedRun, TrainError> {
         }
         None => None,
     };
-    create_run_dir(&run)?;
+    let lock = create_run_dir(&run)?;
     if let Some(tokenizer) = shared_tokenizer {
         tokenizer
             .save(&run.tokenizer_path())
             .map_err(CheckpointError::from)?;
     }
-    start_run(run, config, limits)
+    start_run(run, lock, config, limits)
 }
 
 /// Creates a distillation run from a trained FLM (or, with `resume`, reopens one). The
@@ -205,11 +209,11 @@ pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainErr
         imported_from: None,
     };
 
-    create_run_dir(&run)?;
+    let lock = create_run_dir(&run)?;
     let copy = |from: &std::path::Path, to: PathBuf| -> Result<(), CheckpointError> {
         let bytes = fs::read(from).map_err(|source| CheckpointError::Io {
             path: from.to_path_buf(),
-            source,
+            error: source,
         })?;
         write_atomic(&to, &bytes)
     };
@@ -224,7 +228,7 @@ pub fn prepare_distill(request: &DistillRequest) -> Result<PreparedRun, TrainErr
             copy(&cached, run.root().join(name))?;
         }
     }
-    start_run(run, config, limits)
+    start_run(run, lock, config, limits)
 }
 
 /// Where to stop: a step target, a time budget, or the default step count.
@@ -274,47 +278,91 @@ fn reopen_run(run: RunDir, limits: Limits) -> Result<PreparedRun, TrainError> {
             run.root().display()
         )));
     }
-    let config = load_config(&run)?;
-    let data = load_data(&config.data, &run)?;
-    finish(run, config, data, limits)
-}
-
-/// Creates the directory of a new run, refusing one that already holds a run.
-fn create_run_dir(run: &RunDir) -> Result<(), TrainError> {
-    if run.config_path().exists() {
+    let lock = RunLock::acquire(run.root())?;
+    if !run.has_checkpoint() {
         return Err(TrainError::Setup(format!(
-            "`{}` already holds a run\n  hint: pass --resume to continue it, or choose another --out",
+            "--resume: `{}` has no checkpoint/ to resume from (training never saved one, or it \
+             was deleted); resuming would silently start again from step 0\n  hint: delete \
+             the folder (or its config.json) and train afresh, or choose another --out",
             run.root().display()
         )));
     }
+    let config = load_config(&run)?;
+    if config.data.seq_len != config.model.seq_len {
+        return Err(CheckpointError::Mismatch {
+            path: run.config_path(),
+            reason: format!(
+                "model.seq_len is {} but data.seq_len is {}; the model is trained on sequences \
+                 of the data's length\n  hint: set both to the length the run was started with",
+                config.model.seq_len, config.data.seq_len
+            ),
+        }
+        .into());
+    }
+    let data = load_data(&config.data, &run)?;
+    finish(run, lock, config, data, limits)
+}
+
+/// Creates and locks the directory of a new run, refusing one that already holds a run.
+fn create_run_dir(run: &RunDir) -> Result<RunLock, TrainError> {
+    if run.config_path().exists() {
+        return Err(already_a_run(run));
+    }
     fs::create_dir_all(run.root()).map_err(|source| CheckpointError::Io {
         path: run.root().to_path_buf(),
-        source,
+        error: source,
     })?;
+    let lock = RunLock::acquire(run.root())?;
+    // Checked again under the lock: another process may have started a run here meanwhile.
+    if run.config_path().exists() {
+        return Err(already_a_run(run));
+    }
     remove_leftovers(run)?;
-    Ok(())
+    Ok(lock)
+}
+
+fn already_a_run(run: &RunDir) -> TrainError {
+    TrainError::Setup(format!(
+        "`{}` already holds a run\n  hint: pass --resume to continue it, or choose another --out",
+        run.root().display()
+    ))
 }
 
 /// Loads the data of a new run, fixes the vocabulary size its tokenizer gives and writes
 /// `config.json` (the marker that the run exists).
 fn start_run(
     run: RunDir,
+    lock: RunLock,
     mut config: RunConfig,
     limits: Limits,
 ) -> Result<PreparedRun, TrainError> {
+    config.model.validate().map_err(TrainError::Setup)?;
     let data = load_data(&config.data, &run)?;
     config.model.vocab_size = data.tokenizer().vocab_size();
     config.validate().map_err(TrainError::Setup)?;
+    check_training_memory(&config)?;
     write_json(&run.config_path(), &config)?;
-    finish(run, config, data, limits)
+    finish(run, lock, config, data, limits)
+}
+
+/// Refuses a run whose model, optimizer state and activations would not fit in memory.
+fn check_training_memory(config: &RunConfig) -> Result<(), TrainError> {
+    crate::limits::check_memory(
+        &config.model,
+        config.train.batch_size,
+        crate::limits::Use::Training,
+    )
+    .map_err(TrainError::Setup)
 }
 
 fn finish(
     run: RunDir,
+    lock: RunLock,
     config: RunConfig,
     data: DataSource,
     limits: Limits,
 ) -> Result<PreparedRun, TrainError> {
+    check_training_memory(&config)?;
     if data.tokenizer().vocab_size() != config.model.vocab_size {
         return Err(CheckpointError::Mismatch {
             path: run.tokenizer_path(),
@@ -324,6 +372,7 @@ fn finish(
     }
     Ok(PreparedRun {
         run,
+        lock,
         config,
         data,
         target_steps: limits.target_steps,
@@ -361,12 +410,23 @@ fn remove_leftovers(run: &RunDir) -> Result<(), CheckpointError> {
         let path = run.root().join(name);
         match fs::remove_file(&path) {
             Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                return Err(CheckpointError::Io { path, source });
+                return Err(CheckpointError::Io {
+                    path,
+                    error: source,
+                });
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The absolute form of a data path, so the run can be resumed (and its teacher found) from
+/// any directory; the path as given when it cannot be resolved (the error comes when reading).
+fn absolute(path: &Path) -> PathBuf {
+    fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn created_with() -> String {
@@ -406,8 +466,13 @@ fn new_config(request: &TrainRequest) -> RunConfig {
         kind,
         model,
         data: DataConfig {
-            source: request.data.clone(),
-            valid: request.valid.clone(),
+            source: match BuiltinTask::parse(&request.data) {
+                Some(_) => request.data.clone(),
+                None => absolute(Path::new(&request.data))
+                    .to_string_lossy()
+                    .into_owned(),
+            },
+            valid: request.valid.as_deref().map(absolute),
             tokenizer,
             vocab_size: request.vocab_size,
             seq_len,
@@ -425,10 +490,27 @@ pub fn load_data(data: &DataConfig, run: &RunDir) -> Result<DataSource, TrainErr
         Some(task) => {
             let task = task.map_err(CheckpointError::from)?;
             let tokenizer: TextTokenizer = task.tokenizer();
-            if !run.tokenizer_path().is_file() {
-                tokenizer
-                    .save(&run.tokenizer_path())
+            let path = run.tokenizer_path();
+            if path.is_file() {
+                // Sampling reads this file: a corrupt or foreign one must stop training now,
+                // not after hours, when `flm sample` cannot use the result.
+                let saved = TextTokenizer::load_as(tokenizer.kind(), &path)
                     .map_err(CheckpointError::from)?;
+                if saved.fingerprint() != tokenizer.fingerprint() {
+                    return Err(CheckpointError::Mismatch {
+                        path,
+                        reason: format!(
+                            "this tokenizer ({} tokens) is not the one of `{}` ({} tokens)\n  \
+                             hint: delete tokenizer.json; --resume writes the task's own again",
+                            saved.vocab_size(),
+                            data.source,
+                            tokenizer.vocab_size()
+                        ),
+                    }
+                    .into());
+                }
+            } else {
+                tokenizer.save(&path).map_err(CheckpointError::from)?;
             }
             Ok(DataSource::Task {
                 task,

@@ -55,6 +55,8 @@ pub struct TrainJob {
     pub target_steps: Option<u64>,
     /// Stop when this session has trained this long.
     pub budget: Option<Duration>,
+    /// The run directory's lock, held until training returns.
+    pub lock: super::lock::RunLock,
 }
 
 /// How a run ended.
@@ -84,6 +86,7 @@ pub fn train(
         device,
         target_steps,
         budget,
+        lock: _lock,
     } = job;
     let settings = &config.train;
     let base_device = device.device.clone();

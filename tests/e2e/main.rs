@@ -8,6 +8,7 @@ mod eval;
 mod gpu;
 #[cfg(feature = "gui")]
 mod gui;
+mod hardening;
 mod import;
 mod kernels;
 mod runs;

@@ -62,7 +62,7 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             reason,
         };
-        let inner = Tokenizer::from_bytes(&bytes).map_err(|err| unreadable(err.to_string()))?;
+        let inner = super::parse_tokenizer(&bytes).map_err(unreadable)?;
         if inner.get_vocab_size(true) < TokenizerKind::Pretrained.min_vocab_size() {
             return Err(unreadable("its vocabulary is empty".to_string()));
         }
