@@ -9,6 +9,7 @@ mod gpu;
 mod gui;
 mod import;
 mod kernels;
+mod prompting;
 mod runs;
 mod sampling;
 mod training;
