@@ -28,8 +28,8 @@ pub const BLANK: &str = "___";
 /// What front ends say when a conditioned request has one step.
 pub const ONE_STEP_WARNING: &str = "with 1 step the only network call is at γ = 0, where the fixed tokens are pure noise: the free positions are generated without seeing them (the output still shows the fixed tokens); use 2 or more steps";
 
-/// Tokens the person fixes; every other position is generated (DESIGN §5: the fixed positions
-/// are clamped to their token's forward process at every step).
+/// Tokens the person fixes; every other position is generated. The sampler clamps the fixed
+/// positions to their tokens' forward process at every step ([`sample_conditioned`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Conditioning {
     /// Nothing fixed.
@@ -131,8 +131,13 @@ fn encode_piece(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>, Gener
                     .is_ok_and(|ids| ids.contains(&TextTokenizer::UNK_ID))
             })
             .collect();
+        let hint = if unknown.contains('_') {
+            " (a blank is exactly three underscores, `___`)"
+        } else {
+            ""
+        };
         return Err(GenerateError::Tokenize(format!(
-            "the model's tokenizer does not know {unknown:?}"
+            "the model's tokenizer does not know {unknown:?}{hint}"
         )));
     }
     Ok(ids)
