@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 pub use super::decoding::argmax_tokens;
 use super::decoding::{Decoding, decode};
@@ -286,53 +286,67 @@ pub fn sample_conditioned(
     Some(SampleOutput { trajectory, tokens })
 }
 
-/// The positions a conditioned run holds fixed, as device tensors: the state becomes
-/// `z·free + ε_fixed·(1−γ) + onehot_fixed·γ` after every step.
+/// The positions a conditioned run holds fixed, as device tensors: after every step the state
+/// becomes `z·free` plus, at the n fixed positions, `ε·(1−γ) + onehot·γ`. Only (B, n, V) is
+/// kept beside `z`, so a large vocabulary with a short prompt costs little memory.
 struct Clamp {
-    /// 1 at free positions, 0 at fixed ones (B, L, V).
+    /// 1 at free positions, 0 at fixed ones: (1, L, 1) seen as (B, L, V).
     free: Tensor<3>,
-    /// The starting noise at fixed positions, 0 elsewhere (B, L, V).
+    /// The fixed positions, in order (n).
+    positions: Tensor<1, Int>,
+    /// The starting noise at the fixed positions (B, n, V).
     noise: Tensor<3>,
-    /// The fixed tokens one-hot, 0 rows at free positions (B, L, V).
+    /// The fixed tokens one-hot: (1, n, V) seen as (B, n, V).
     onehot: Tensor<3>,
 }
 
 impl Clamp {
     /// `None` when no position is fixed. `noise` is the starting point ε (B, L, V).
     fn new(fixed: &[Option<u32>], noise: &Tensor<3>) -> Option<Self> {
-        if fixed.iter().all(Option::is_none) {
+        let pinned: Vec<(usize, u32)> = fixed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| id.map(|id| (i, id)))
+            .collect();
+        if pinned.is_empty() {
             return None;
         }
         let [batch, len, vocab] = noise.dims();
+        let count = pinned.len();
         let device = noise.device();
-        let shape = [batch, len, vocab];
-        let column = |values: Vec<f32>| {
-            Tensor::<3>::from_data(TensorData::new(values, [1, len, 1]), &device).expand(shape)
-        };
-        let is_fixed: Vec<f32> = (0..len)
-            .map(|i| f32::from(u8::from(fixed.get(i).is_some_and(Option::is_some))))
+        let free: Vec<f32> = (0..len)
+            .map(|i| f32::from(u8::from(fixed.get(i).is_none_or(Option::is_none))))
             .collect();
-        // −1 matches no token id.
-        let ids: Vec<f32> = (0..len)
-            .map(|i| fixed.get(i).copied().flatten().map_or(-1.0, |id| id as f32))
-            .collect();
-        let mask = column(is_fixed);
-        let vocabulary = Tensor::<1, burn::tensor::Int>::arange(0..vocab as i64, &device)
+        let free = Tensor::<3>::from_data(TensorData::new(free, [1, len, 1]), &device)
+            .expand([batch, len, vocab]);
+        let indices: Vec<i64> = pinned.iter().map(|&(i, _)| i as i64).collect();
+        let positions = Tensor::<1, Int>::from_data(TensorData::new(indices, [count]), &device);
+        let ids: Vec<f32> = pinned.iter().map(|&(_, id)| id as f32).collect();
+        let ids = Tensor::<3>::from_data(TensorData::new(ids, [1, count, 1]), &device)
+            .expand([1, count, vocab]);
+        let vocabulary = Tensor::<1, Int>::arange(0..vocab as i64, &device)
             .float()
             .reshape([1, 1, vocab])
-            .expand(shape);
-        let onehot = column(ids).equal(vocabulary).float();
+            .expand([1, count, vocab]);
+        let onehot = ids.equal(vocabulary).float().expand([batch, count, vocab]);
         Some(Self {
-            free: mask.clone().neg() + 1.0,
-            noise: noise.clone() * mask,
+            free,
+            noise: noise.clone().select(1, positions.clone()),
+            positions,
             onehot,
         })
     }
 
     fn apply(&self, z: Tensor<3>, gamma: f64) -> Tensor<3> {
-        z * self.free.clone()
-            + self.noise.clone() * (1.0 - gamma) as f32
-            + self.onehot.clone() * gamma as f32
+        let fixed = self.noise.clone() * (1.0 - gamma) as f32 + self.onehot.clone() * gamma as f32;
+        // Added to zeros, so the fixed values land exactly (the last step's one-hot stays one).
+        let placed = Tensor::<3>::zeros(z.dims(), &z.device()).select_assign(
+            1,
+            self.positions.clone(),
+            fixed,
+            IndexingUpdateOp::Add,
+        );
+        z * self.free.clone() + placed
     }
 }
 
@@ -562,15 +576,15 @@ mod tests {
         let tensor =
             |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [batch, len, vocab]), &device);
         let (noise, z) = (values(-1.0), values(5.0));
-        let fixed = [None, Some(2)];
+        let fixed = [Some(1), None, Some(3)];
         let clamp = Clamp::new(&fixed, &tensor(noise.clone())).expect("one fixed position");
         assert!(Clamp::new(&[None, None], &tensor(noise.clone())).is_none());
         for gamma in [0.0, 0.3, 1.0] {
             let out = read(clamp.apply(tensor(z.clone()), gamma));
             for (i, &v) in out.iter().enumerate() {
                 let (position, token) = ((i / vocab) % len, i % vocab);
-                let want = if position == 1 {
-                    let onehot = if token == 2 { 1.0 } else { 0.0 };
+                let want = if let Some(Some(id)) = fixed.get(position) {
+                    let onehot = if token == *id as usize { 1.0 } else { 0.0 };
                     (1.0 - gamma as f32) * noise[i] + gamma as f32 * onehot
                 } else {
                     z[i]
