@@ -13,6 +13,7 @@
 //! Comments citing `DESIGN §n` refer to the sections of `docs/DESIGN.md`, the maths the code
 //! implements.
 
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod data;
 pub mod device;

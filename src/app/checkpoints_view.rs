@@ -7,10 +7,12 @@ use eframe::egui;
 
 use super::commands::{AppCommand, RunsFolder, ViewContext};
 use super::dialogs::PickPurpose;
+use super::labelled;
 use super::style;
 use super::training_session::loss_curves;
+use crate::import::ImportOptions;
 use crate::train::metrics_log::LossCurves;
-use crate::train::{ModelKind, RunListing};
+use crate::train::{ModelKind, RunListing, WeightSet};
 
 /// The Checkpoints view: which run is selected and what is being done to it. The listing
 /// itself is the app's ([`RunsFolder`]), read by a job.
@@ -21,13 +23,151 @@ pub struct CheckpointsView {
     pub confirm_delete: Option<PathBuf>,
     pub exporting: bool,
     pub deleting: bool,
+    pub import: ImportForm,
     /// The selected run's loss curves: `None` while its metrics are being read.
     curves: Option<(PathBuf, Option<LossCurves>)>,
 }
 
+/// Import…: the paper's released checkpoint (or an official-layout folder) and its tokenizer,
+/// typed or picked.
+#[derive(Default)]
+pub struct ImportForm {
+    pub open: bool,
+    pub from: String,
+    pub tokenizer: String,
+    /// 0: read from the checkpoint.
+    pub heads: usize,
+    /// 0: the released models' length (128 for LM1B, 1024 for OpenWebText).
+    pub seq_len: usize,
+    pub online_weights: bool,
+    pub importing: bool,
+}
+
+impl ImportForm {
+    fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ViewContext<'_>) {
+        ui.label(
+            "The paper's released models (lm1b_flm.ckpt, owt_fmlm.ckpt, …) with their Hugging Face \
+             tokenizer.json (bert-base-uncased for LM1B, gpt2 for OpenWebText).",
+        );
+        egui::Grid::new("import-form")
+            .num_columns(2)
+            .show(ui, |ui| {
+                path_row(
+                    ui,
+                    ctx,
+                    "Checkpoint",
+                    &mut self.from,
+                    PickPurpose::ImportCheckpoint,
+                );
+                ui.end_row();
+                path_row(
+                    ui,
+                    ctx,
+                    "tokenizer.json",
+                    &mut self.tokenizer,
+                    PickPurpose::ImportTokenizer,
+                );
+                ui.end_row();
+                labelled(
+                    ui,
+                    "Attention heads",
+                    egui::DragValue::new(&mut self.heads)
+                        .range(0..=128)
+                        .custom_formatter(|v, _| {
+                            if v == 0.0 {
+                                "auto".into()
+                            } else {
+                                format!("{v}")
+                            }
+                        }),
+                )
+                .on_hover_text(
+                    "auto: implied by the checkpoint's rotary buffer; 12 for the released models",
+                );
+                ui.end_row();
+                labelled(
+                    ui,
+                    "Sequence length",
+                    egui::DragValue::new(&mut self.seq_len)
+                        .range(0..=8192)
+                        .custom_formatter(|v, _| {
+                            if v == 0.0 {
+                                "auto".into()
+                            } else {
+                                format!("{v}")
+                            }
+                        }),
+                )
+                .on_hover_text(
+                    "The length it was trained with (model.length); auto knows the released models",
+                );
+                ui.end_row();
+                ui.label("Weights");
+                ui.checkbox(&mut self.online_weights, "online instead of EMA")
+                    .on_hover_text("The paper samples with the EMA weights");
+                ui.end_row();
+            });
+        ui.horizontal(|ui| {
+            let ready = !self.from.trim().is_empty() && !self.importing;
+            if ui
+                .add_enabled(ready, egui::Button::new("⬇ Import"))
+                .on_disabled_hover_text("Choose a checkpoint first")
+                .clicked()
+            {
+                let typed = |text: &str| {
+                    let text = text.trim();
+                    (!text.is_empty()).then(|| std::path::PathBuf::from(text))
+                };
+                ctx.send(AppCommand::Import {
+                    from: std::path::PathBuf::from(self.from.trim()),
+                    options: ImportOptions {
+                        tokenizer: typed(&self.tokenizer),
+                        weights: if self.online_weights {
+                            WeightSet::Online
+                        } else {
+                            WeightSet::Ema
+                        },
+                        heads: (self.heads > 0).then_some(self.heads),
+                        seq_len: (self.seq_len > 0).then_some(self.seq_len),
+                    },
+                });
+            }
+            if self.importing {
+                style::busy(ui);
+                ui.label("importing…");
+            }
+        });
+    }
+}
+
+/// A path typed or pasted (desktops without a dialog portal), or picked with 📂.
+fn path_row(
+    ui: &mut egui::Ui,
+    ctx: &mut ViewContext<'_>,
+    caption: &'static str,
+    text: &mut String,
+    purpose: PickPurpose,
+) {
+    let label = ui.label(caption);
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(text)
+                .font(egui::TextStyle::Monospace)
+                .desired_width(420.0),
+        )
+        .labelled_by(label.id);
+        if ui.button("📂").on_hover_text("Choose a file").clicked() {
+            ctx.send(AppCommand::Pick {
+                purpose,
+                title: caption,
+            });
+        }
+    });
+}
+
 impl CheckpointsView {
     pub fn busy(&self) -> bool {
-        self.exporting || self.deleting
+        self.exporting || self.deleting || self.import.importing
     }
 
     /// A fresh listing arrived: forget a selection that is gone.
@@ -61,10 +201,15 @@ impl CheckpointsView {
             if ui.button("⟳ Refresh").clicked() {
                 ctx.send(AppCommand::RefreshRuns);
             }
+            ui.toggle_value(&mut self.import.open, "⬇ Import…")
+                .on_hover_text("Open the paper's released checkpoints as runs");
             if runs.listing {
                 style::busy(ui);
             }
         });
+        if self.import.open {
+            egui::Frame::group(ui.style()).show(ui, |ui| self.import.ui(ui, ctx));
+        }
         if let Some(error) = &runs.error {
             ui.colored_label(style::ERROR_TEXT, error);
         }

@@ -9,6 +9,7 @@ use super::View;
 use super::dialogs::PickPurpose;
 use super::jobs::{SampleRequest, SamplingProgress, TrainingSlot, TrainingStart};
 use crate::data::TokenizerKind;
+use crate::import::ImportOptions;
 use crate::train::{RunControl, RunListing};
 
 /// Something only the app can do.
@@ -32,6 +33,11 @@ pub enum AppCommand {
     },
     /// Show this run in the Sample view.
     OpenInSample(PathBuf),
+    /// Import the paper's checkpoint as a new run.
+    Import {
+        from: PathBuf,
+        options: ImportOptions,
+    },
     /// Delete a run folder (the view has asked the user).
     Delete(PathBuf),
     /// List the runs folder again.

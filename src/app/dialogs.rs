@@ -12,6 +12,22 @@ pub enum PickPurpose {
     RunsFolder,
     ExportFolder,
     CheckpointFolder,
+    /// The paper's checkpoint (`.ckpt`) for Import….
+    ImportCheckpoint,
+    /// The `tokenizer.json` of a model being imported.
+    ImportTokenizer,
+}
+
+impl PickPurpose {
+    /// Whether the answer is a file (otherwise a folder).
+    pub fn wants_file(self) -> bool {
+        matches!(
+            self,
+            PickPurpose::TrainingText
+                | PickPurpose::ImportCheckpoint
+                | PickPurpose::ImportTokenizer
+        )
+    }
 }
 
 /// Opens dialogs. Called on a worker thread, never on the UI thread.

@@ -16,6 +16,7 @@ use crate::data::{BuiltinTask, DataPreview, TokenizerKind, preview_data};
 use crate::device::ComputeDevice;
 use crate::flow::{Decoding, Schedule, Trajectory};
 use crate::generate::{Conditioning, GenerateRequest, Generator};
+use crate::import::{ImportOptions, ImportSummary, import_official};
 use crate::train::metrics_log::{self, LossCurves};
 use crate::train::{
     DistillRequest, ModelKind, RunControl, RunDir, RunListing, TrainEvent, TrainRequest,
@@ -65,6 +66,8 @@ pub enum JobMessage {
         dir: PathBuf,
         result: Result<(), String>,
     },
+    /// `flm import` done from the Checkpoints view.
+    Imported(Result<Box<ImportSummary>, String>),
     /// A run's loss curves, read from its `metrics.jsonl`.
     Curves { dir: PathBuf, curves: LossCurves },
 }
@@ -134,9 +137,10 @@ impl Jobs {
         self.spawn(
             "dialog",
             move |_| {
-                let path = match purpose {
-                    PickPurpose::TrainingText => dialogs.pick_file(title),
-                    _ => dialogs.pick_folder(title),
+                let path = if purpose.wants_file() {
+                    dialogs.pick_file(title)
+                } else {
+                    dialogs.pick_folder(title)
                 };
                 JobMessage::Picked { purpose, path }
             },
@@ -272,6 +276,22 @@ impl Jobs {
         );
     }
 
+    /// Imports the paper's checkpoint into a fresh folder `out` (named here, off the UI thread).
+    pub fn import(&self, from: PathBuf, out: PathBuf, options: ImportOptions) {
+        self.spawn(
+            "import",
+            move |_| {
+                let out = fresh_run_dir(&out);
+                JobMessage::Imported(
+                    import_official(&from, &out, &options)
+                        .map(Box::new)
+                        .map_err(|e| e.to_string()),
+                )
+            },
+            |error| JobMessage::Imported(Err(format!("import crashed: {error}"))),
+        );
+    }
+
     pub fn load_curves(&self, dir: PathBuf) {
         let failed = dir.clone();
         self.spawn(
@@ -326,7 +346,7 @@ pub struct SampleRequest {
 
 /// Candidates per position kept in the trajectory: what the bars and tooltips show.
 pub const TRAJECTORY_TOP_K: usize = 8;
-const _: () = assert!(TRAJECTORY_TOP_K <= crate::kernels::sampler_step::MAX_TOP_K);
+const _: () = assert!(TRAJECTORY_TOP_K <= crate::generate::MAX_TRAJECTORY_TOP_K);
 
 /// One model's recorded sampling run, ready to replay.
 pub struct SampledModel {

@@ -264,6 +264,15 @@ impl FlmApp {
                     self.view = View::Sample;
                 }
                 AppCommand::Delete(dir) => self.jobs.delete(dir),
+                AppCommand::Import { from, options } => {
+                    let stem = from
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "imported".into());
+                    let out = self.runs.root.join(crate::train::data_stem(&stem));
+                    self.checkpoints.import.importing = true;
+                    self.jobs.import(from, out, options);
+                }
                 AppCommand::RefreshRuns => {
                     self.runs.listing = true;
                     self.jobs.list_runs(self.runs.root.clone());
@@ -294,6 +303,12 @@ impl FlmApp {
                         }
                     }
                     PickPurpose::CheckpointFolder => self.sample.model = Some(path),
+                    PickPurpose::ImportCheckpoint => {
+                        self.checkpoints.import.from = path.display().to_string()
+                    }
+                    PickPurpose::ImportTokenizer => {
+                        self.checkpoints.import.tokenizer = path.display().to_string()
+                    }
                 }
             }
             JobMessage::DataPreview { source, result } => {
@@ -356,6 +371,24 @@ impl FlmApp {
                 self.apply(vec![AppCommand::RefreshRuns]);
             }
             JobMessage::Curves { dir, curves } => self.checkpoints.curves_loaded(&dir, curves),
+            JobMessage::Imported(result) => {
+                self.checkpoints.import.importing = false;
+                match result {
+                    Ok(summary) => {
+                        self.notices.push(format!(
+                            "imported a {} ({:.1} M parameters) into {}",
+                            summary.kind.description(),
+                            summary.num_params as f64 / 1e6,
+                            summary.out.display()
+                        ));
+                        self.notices.extend(summary.notes.iter().cloned());
+                        self.checkpoints.import.open = false;
+                        self.checkpoints.selected = Some(summary.out.clone());
+                    }
+                    Err(error) => self.errors.push(format!("import failed: {error}")),
+                }
+                self.apply(vec![AppCommand::RefreshRuns]);
+            }
         }
     }
 

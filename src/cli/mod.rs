@@ -104,13 +104,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Info(args)) => info::run_info(args),
         Some(Command::Schedule(args)) => info::run_schedule(args),
         Some(Command::Demo(args)) => demo::run(args),
-        Some(Command::Gui(args)) => flm::app::run_desktop(args.device.device).map_err(|reason| {
+        Some(Command::Gui(args)) => run_desktop(args.device.device).map_err(|reason| {
             anyhow::anyhow!(
                 "cannot open the desktop window: {reason}. Run flm in a desktop session, \
                  or use the headless commands (flm --help)"
             )
         }),
-        None => match flm::app::run_desktop(DeviceChoice::Auto) {
+        None => match run_desktop(DeviceChoice::Auto) {
             Ok(()) => Ok(()),
             Err(reason) => {
                 eprintln!(
@@ -122,6 +122,17 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         },
     }
+}
+
+#[cfg(feature = "gui")]
+fn run_desktop(device: DeviceChoice) -> Result<(), String> {
+    flm::app::run_desktop(device)
+}
+
+/// Built with `--no-default-features`: the command line only.
+#[cfg(not(feature = "gui"))]
+fn run_desktop(_: DeviceChoice) -> Result<(), String> {
+    Err("this flm was built without the desktop app (cargo feature `gui`)".into())
 }
 
 /// True when `error` comes from writing to a pipe whose reader has gone (`flm … | head`):

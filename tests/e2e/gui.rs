@@ -396,3 +396,57 @@ fn a_failing_job_reports_in_the_window() {
     );
     harness.get_by_label_contains("not a checkpoint");
 }
+
+#[test]
+fn the_papers_checkpoint_imports_from_the_checkpoints_view_and_samples() {
+    let root = temp_dir("gui-import");
+    let mut harness = harness(&root.join("runs"));
+    click_tab(&mut harness, View::Checkpoints);
+    harness.get_by_label("⬇ Import…").click();
+    harness.run_ok();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    {
+        let form = &mut harness.state_mut().checkpoints.import;
+        form.from = fixtures
+            .join("official-dit/fmlm.ckpt")
+            .display()
+            .to_string();
+        form.tokenizer = fixtures
+            .join("tokenizers/wordpiece.json")
+            .display()
+            .to_string();
+        // A small random network, not a released model: its length is given.
+        form.seq_len = 12;
+    }
+    harness.run_ok();
+    harness.get_by_label("⬇ Import").click();
+    wait_for(&mut harness, "the import", |app| {
+        !app.busy() && (!app.notices.is_empty() || !app.errors.is_empty())
+    });
+    assert!(
+        harness.state().errors.is_empty(),
+        "{:?}",
+        harness.state().errors
+    );
+    let run = harness
+        .state()
+        .checkpoints
+        .selected
+        .clone()
+        .expect("the new run is selected");
+    assert!(run.starts_with(root.join("runs")), "{}", run.display());
+    assert!(harness.state().runs.list.iter().any(|r| r.dir == run));
+
+    // It samples like any other run.
+    harness.get_by_label("✨ Sample it").click();
+    harness.run_ok();
+    assert_eq!(harness.state().view, View::Sample);
+    harness.state_mut().sample.steps = 2;
+    harness.get_by_label("✨ Generate").click();
+    wait_for(&mut harness, "sampling", |app| app.sample.result.is_some());
+    assert!(
+        harness.state().errors.is_empty(),
+        "{:?}",
+        harness.state().errors
+    );
+}

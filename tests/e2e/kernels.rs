@@ -3,6 +3,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
 use flm::device::{DeviceChoice, select};
+use flm::flow::distill::DistillSettings;
 use flm::flow::{SamplerKind, SamplerSettings, Schedule, sample_conditioned, sample_with};
 use flm::kernels::KernelPath;
 use flm::kernels::noisy_input::noisy_input;
@@ -213,7 +214,7 @@ fn samplers_with_and_without_kernels_agree() {
     run_request(&request);
     let student = temp_dir("kernel-samplers-fm");
     let mut fm = micro_request(&student, "builtin:repeat");
-    fm.kind = NewModelKind::SelfDistilledFlowMap(Default::default());
+    fm.kind = NewModelKind::SelfDistilledFlowMap(DistillSettings::paper(0.5));
     fm.steps = Some(10);
     run_request(&fm);
     for (dir, kind) in [

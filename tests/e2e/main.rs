@@ -6,6 +6,7 @@ mod common;
 mod distill;
 mod eval;
 mod gpu;
+#[cfg(feature = "gui")]
 mod gui;
 mod import;
 mod kernels;
