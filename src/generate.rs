@@ -10,9 +10,9 @@ use std::time::Instant;
 use burn::tensor::Device;
 use thiserror::Error;
 
-use crate::data::{BuiltinTask, TextTokenizer};
+use crate::data::{BuiltinTask, TextTokenizer, TokenizerKind};
 use crate::flow::decoding::Decoding;
-use crate::flow::{SamplerKind, SamplerSettings, Schedule, Trajectory, sample_observed};
+use crate::flow::{SamplerKind, SamplerSettings, Schedule, Trajectory, sample_conditioned};
 use crate::kernels::KernelPath;
 use crate::kernels::sampler_step::MAX_TOP_K;
 use crate::model::{Dit, ModelKind};
@@ -23,6 +23,125 @@ pub const MAX_STEPS: usize = 1024;
 pub const MAX_TRAJECTORY_TOP_K: usize = MAX_TOP_K;
 /// Sequences generated together unless a request says otherwise.
 pub const BATCH: usize = 64;
+/// The blank of a template: one free token.
+pub const BLANK: &str = "___";
+/// What front ends say when a conditioned request has one step.
+pub const ONE_STEP_WARNING: &str = "with 1 step the only network call is at γ = 0, where the fixed tokens are pure noise: the free positions are generated without seeing them (the output still shows the fixed tokens); use 2 or more steps";
+
+/// Tokens the person fixes; every other position is generated. The sampler clamps the fixed
+/// positions to their tokens' forward process at every step ([`sample_conditioned`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Conditioning {
+    /// Nothing fixed.
+    #[default]
+    None,
+    /// The sequence starts with these tokens; the rest is generated.
+    Prefix(Vec<u32>),
+    /// Per position from the start: `Some(id)` fixed, `None` generated; positions past its
+    /// end are generated too.
+    Template(Vec<Option<u32>>),
+}
+
+impl Conditioning {
+    /// A prefix: `text` tokenized as it is (underscores are text).
+    pub fn prompt(tokenizer: &TextTokenizer, text: &str) -> Result<Self, GenerateError> {
+        Ok(Conditioning::Prefix(encode_piece(tokenizer, text)?))
+    }
+
+    /// A template: every [`BLANK`] (`___`) is one generated token, the text between blanks is
+    /// fixed, and whatever follows the template's end is generated. Each piece of text is
+    /// tokenized on its own, so a blank is a token boundary. Without blanks it is a prompt.
+    pub fn template(tokenizer: &TextTokenizer, text: &str) -> Result<Self, GenerateError> {
+        let mut positions = Vec::new();
+        for (i, piece) in text.split(BLANK).enumerate() {
+            if i > 0 {
+                positions.push(None);
+            }
+            positions.extend(encode_piece(tokenizer, piece)?.into_iter().map(Some));
+        }
+        Ok(Conditioning::Template(positions))
+    }
+
+    /// The fixed token of each of `seq_len` positions (`None`: generated).
+    pub fn positions(&self, seq_len: usize) -> Vec<Option<u32>> {
+        let listed: Vec<Option<u32>> = match self {
+            Conditioning::None => Vec::new(),
+            Conditioning::Prefix(ids) => ids.iter().copied().map(Some).collect(),
+            Conditioning::Template(positions) => positions.clone(),
+        };
+        (0..seq_len)
+            .map(|i| listed.get(i).copied().flatten())
+            .collect()
+    }
+
+    /// How many positions it lists (fixed or blank).
+    pub fn len(&self) -> usize {
+        match self {
+            Conditioning::None => 0,
+            Conditioning::Prefix(ids) => ids.len(),
+            Conditioning::Template(positions) => positions.len(),
+        }
+    }
+
+    /// Whether it fixes no token.
+    pub fn is_empty(&self) -> bool {
+        self.fixed_count() == 0
+    }
+
+    /// How many tokens it fixes.
+    pub fn fixed_count(&self) -> usize {
+        match self {
+            Conditioning::None => 0,
+            Conditioning::Prefix(ids) => ids.len(),
+            Conditioning::Template(positions) => positions.iter().flatten().count(),
+        }
+    }
+
+    fn validate(&self, seq_len: usize, vocab: usize) -> Result<(), GenerateError> {
+        if self.len() > seq_len {
+            return Err(GenerateError::ConditioningTooLong {
+                len: self.len(),
+                seq_len,
+            });
+        }
+        let ids: Vec<u32> = match self {
+            Conditioning::None => Vec::new(),
+            Conditioning::Prefix(ids) => ids.clone(),
+            Conditioning::Template(positions) => positions.iter().flatten().copied().collect(),
+        };
+        match ids.into_iter().find(|&id| id as usize >= vocab) {
+            Some(id) => Err(GenerateError::FixedToken { id, vocab }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One fixed piece of a prompt or template, refusing characters a char tokenizer does not know
+/// (they would be fixed as `<unk>`).
+fn encode_piece(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>, GenerateError> {
+    let ids = tokenizer
+        .encode(text)
+        .map_err(|e| GenerateError::Tokenize(e.to_string()))?;
+    if tokenizer.kind() == TokenizerKind::Char && ids.contains(&TextTokenizer::UNK_ID) {
+        let unknown: String = text
+            .chars()
+            .filter(|c| {
+                tokenizer
+                    .encode(&c.to_string())
+                    .is_ok_and(|ids| ids.contains(&TextTokenizer::UNK_ID))
+            })
+            .collect();
+        let hint = if unknown.contains('_') {
+            " (a blank is exactly three underscores, `___`)"
+        } else {
+            ""
+        };
+        return Err(GenerateError::Tokenize(format!(
+            "the model's tokenizer does not know {unknown:?}{hint}"
+        )));
+    }
+    Ok(ids)
+}
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +160,8 @@ pub struct GenerateRequest {
     pub trajectory_top_k: usize,
     /// How the final distribution becomes tokens.
     pub decoding: Decoding,
+    /// Tokens fixed by the person (prompt or template).
+    pub conditioning: Conditioning,
 }
 
 impl GenerateRequest {
@@ -54,7 +175,27 @@ impl GenerateRequest {
             batch: BATCH,
             trajectory_top_k: 0,
             decoding: Decoding::Argmax,
+            conditioning: Conditioning::None,
         }
+    }
+
+    /// [`GenerateRequest::sampler`] plus the checks that need the model: the conditioning fits
+    /// in `seq_len` positions and names tokens of a vocabulary of `vocab`.
+    pub fn validate(
+        &self,
+        kind: ModelKind,
+        seq_len: usize,
+        vocab: usize,
+    ) -> Result<SamplerKind, GenerateError> {
+        let sampler = self.sampler(kind)?;
+        self.conditioning.validate(seq_len, vocab)?;
+        Ok(sampler)
+    }
+
+    /// What a front end should tell the person before running this request:
+    /// [`ONE_STEP_WARNING`] for a conditioned 1-step run.
+    pub fn warning(&self) -> Option<&'static str> {
+        (self.steps == 1 && !self.conditioning.is_empty()).then_some(ONE_STEP_WARNING)
     }
 
     /// The sampler for a model of `kind`, or why this request cannot run on it.
@@ -106,6 +247,12 @@ pub enum GenerateError {
     Autoregressive,
     #[error("{0}")]
     Decoding(String),
+    #[error("the prompt is {len} tokens long; the model generates {seq_len}")]
+    ConditioningTooLong { len: usize, seq_len: usize },
+    #[error("fixed token {id} is outside the vocabulary of {vocab}")]
+    FixedToken { id: u32, vocab: usize },
+    #[error("cannot tokenize the prompt: {0}")]
+    Tokenize(String),
 }
 
 /// A model ready to generate: the network, what it is, and how to read its tokens.
@@ -126,6 +273,8 @@ pub struct Generation {
     pub texts: Vec<String>,
     /// Per sample, on built-in tasks.
     pub valid: Vec<Option<bool>>,
+    /// The fixed token of every position (`None`: generated).
+    pub fixed: Vec<Option<u32>>,
     /// The recorded denoising, when the request asked for candidates.
     pub trajectory: Option<Trajectory>,
     /// Sequences and wall seconds of each batch, in order.
@@ -147,6 +296,11 @@ impl Generation {
 }
 
 impl Generator<'_> {
+    /// Checks `request` against this model; front ends call it before long work.
+    pub fn check(&self, request: &GenerateRequest) -> Result<SamplerKind, GenerateError> {
+        request.validate(self.kind, self.seq_len, self.model.vocab_size())
+    }
+
     /// Runs `request`; `on_step` hears every finished network call (over all batches) and can
     /// stop the run, which then returns `Ok(None)`.
     pub fn generate(
@@ -155,7 +309,8 @@ impl Generator<'_> {
         device: &Device,
         on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
     ) -> Result<Option<Generation>, GenerateError> {
-        let sampler = request.sampler(self.kind)?;
+        let sampler = self.check(request)?;
+        let fixed = request.conditioning.positions(self.seq_len);
         let schedule = Schedule::new(self.model.vocab_size())
             .expect("a loaded model has a vocabulary of at least 2");
         let mut generation = Generation {
@@ -163,6 +318,7 @@ impl Generator<'_> {
             tokens: Vec::with_capacity(request.samples),
             texts: Vec::with_capacity(request.samples),
             valid: Vec::with_capacity(request.samples),
+            fixed: fixed.clone(),
             trajectory: None,
             batches: Vec::new(),
         };
@@ -178,11 +334,12 @@ impl Generator<'_> {
                 decoding: request.decoding,
             };
             let started = Instant::now();
-            let output = sample_observed(
+            let output = sample_conditioned(
                 self.model,
                 sampler,
                 &schedule,
                 &settings,
+                &fixed,
                 KernelPath::Auto,
                 device,
                 &mut |_| {
@@ -228,6 +385,211 @@ impl Generator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::cpu_device;
+    use crate::model::tests_support::{perturbed, small_config};
+
+    const LEN: usize = 16;
+
+    /// The repeat task's letters-only char tokenizer (V = 30) and two random, non-uniform
+    /// models for it: an FLM and a flow map.
+    fn models() -> (TextTokenizer, Dit, Dit) {
+        let tokenizer = BuiltinTask::Repeat.tokenizer();
+        let config = small_config(tokenizer.vocab_size(), LEN);
+        let device = cpu_device();
+        let flm = perturbed(Dit::new(&config, 0, &device), 1);
+        let flow_map = perturbed(Dit::new(&config, 0, &device).with_second_time(2), 3);
+        (tokenizer, flm, flow_map)
+    }
+
+    fn generator<'a>(
+        model: &'a Dit,
+        kind: ModelKind,
+        tokenizer: &'a TextTokenizer,
+    ) -> Generator<'a> {
+        Generator {
+            model,
+            kind,
+            tokenizer,
+            task: None,
+            seq_len: LEN,
+        }
+    }
+
+    fn id(tokenizer: &TextTokenizer, letter: &str) -> u32 {
+        tokenizer.encode(letter).unwrap()[0]
+    }
+
+    #[test]
+    fn a_template_is_tokenized_piece_by_piece() {
+        let tokenizer = BuiltinTask::Repeat.tokenizer();
+        let (a, b, c) = (
+            id(&tokenizer, "a"),
+            id(&tokenizer, "b"),
+            id(&tokenizer, "c"),
+        );
+        let template = Conditioning::template(&tokenizer, "ab___c______").unwrap();
+        assert_eq!(
+            template,
+            Conditioning::Template(vec![Some(a), Some(b), None, Some(c), None, None])
+        );
+        assert_eq!((template.len(), template.fixed_count()), (6, 3));
+        assert_eq!(
+            template.positions(8),
+            [Some(a), Some(b), None, Some(c), None, None, None, None]
+        );
+        assert_eq!(
+            Conditioning::template(&tokenizer, "___a").unwrap(),
+            Conditioning::Template(vec![None, Some(a)])
+        );
+        // Without blanks a template is a prompt.
+        assert_eq!(
+            Conditioning::template(&tokenizer, "abc")
+                .unwrap()
+                .positions(4),
+            Conditioning::prompt(&tokenizer, "abc")
+                .unwrap()
+                .positions(4)
+        );
+        assert!(Conditioning::prompt(&tokenizer, "").unwrap().is_empty());
+        // The task's alphabet has no space: refused rather than fixed as <unk>.
+        let error = Conditioning::prompt(&tokenizer, "a b").unwrap_err();
+        assert!(error.to_string().contains("\" \""), "{error}");
+    }
+
+    #[test]
+    fn conditioning_is_checked_against_the_model() {
+        let (tokenizer, flm, _) = models();
+        let generator = generator(&flm, ModelKind::Flm, &tokenizer);
+        let with = |conditioning| GenerateRequest {
+            conditioning,
+            ..GenerateRequest::new(4, 2)
+        };
+        assert!(
+            generator
+                .check(&with(Conditioning::Prefix(vec![5; LEN])))
+                .is_ok()
+        );
+        assert_eq!(
+            generator.check(&with(Conditioning::Prefix(vec![5; LEN + 1]))),
+            Err(GenerateError::ConditioningTooLong {
+                len: LEN + 1,
+                seq_len: LEN
+            })
+        );
+        assert_eq!(
+            generator.check(&with(Conditioning::Template(vec![None, Some(30)]))),
+            Err(GenerateError::FixedToken { id: 30, vocab: 30 })
+        );
+        let generated =
+            generator.generate_all(&with(Conditioning::Prefix(vec![5; LEN + 1])), &cpu_device());
+        assert!(generated.is_err(), "generate checks too");
+    }
+
+    #[test]
+    fn fixed_positions_end_as_their_tokens_for_every_sampler() {
+        let (tokenizer, flm, flow_map) = models();
+        let device = cpu_device();
+        let template = Conditioning::template(&tokenizer, "k___q___z").unwrap();
+        let fixed = template.positions(LEN);
+        let draw = Decoding::Draw {
+            temperature: 10.0,
+            top_p: 1.0,
+        };
+        for (model, kind, steps, eta, decoding) in [
+            (&flm, ModelKind::Flm, 8, None, Decoding::Argmax),
+            (&flm, ModelKind::Flm, 3, None, draw),
+            (&flow_map, ModelKind::FlowMap, 1, None, Decoding::Argmax),
+            (
+                &flow_map,
+                ModelKind::FlowMap,
+                4,
+                Some(0.0),
+                Decoding::Argmax,
+            ),
+            (&flow_map, ModelKind::FlowMap, 4, Some(0.7), draw),
+        ] {
+            let request = GenerateRequest {
+                eta,
+                decoding,
+                trajectory_top_k: 4,
+                conditioning: template.clone(),
+                ..GenerateRequest::new(steps, 5)
+            };
+            let generation = generator(model, kind, &tokenizer)
+                .generate_all(&request, &device)
+                .unwrap();
+            let case = format!("{kind:?} {steps} steps η {eta:?} {decoding:?}");
+            assert_eq!(generation.fixed, fixed, "{case}");
+            for tokens in &generation.tokens {
+                for (token, want) in tokens.iter().zip(&fixed) {
+                    if let Some(want) = want {
+                        assert_eq!(token, want, "{case}: {tokens:?}");
+                    }
+                }
+            }
+            assert!(
+                generation.texts.iter().all(|t| t.starts_with('k')),
+                "{case}"
+            );
+            let trajectory = generation.trajectory.unwrap();
+            assert_eq!(trajectory.fixed, fixed, "{case}");
+            for (sample, tokens) in trajectory.samples.iter().zip(&generation.tokens) {
+                assert_eq!(&sample.tokens, tokens, "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_without_blanks_comes_back_as_it_is() {
+        let (tokenizer, flm, flow_map) = models();
+        let text = "thequickbrownfox";
+        assert_eq!(text.len(), LEN);
+        let template = Conditioning::template(&tokenizer, text).unwrap();
+        for (model, kind) in [(&flm, ModelKind::Flm), (&flow_map, ModelKind::FlowMap)] {
+            let request = GenerateRequest {
+                conditioning: template.clone(),
+                ..GenerateRequest::new(6, 3)
+            };
+            let generation = generator(model, kind, &tokenizer)
+                .generate_all(&request, &cpu_device())
+                .unwrap();
+            assert!(
+                generation.texts.iter().all(|t| t == text),
+                "{:?}",
+                generation.texts
+            );
+        }
+    }
+
+    #[test]
+    fn the_free_positions_see_the_prompt_only_after_the_first_step() {
+        let (tokenizer, _, flow_map) = models();
+        let generator = generator(&flow_map, ModelKind::FlowMap, &tokenizer);
+        let prompt = Conditioning::prompt(&tokenizer, "mmmm").unwrap();
+        let run = |steps, conditioning| {
+            let request = GenerateRequest {
+                conditioning,
+                ..GenerateRequest::new(steps, 8)
+            };
+            let warning = request.warning();
+            let tokens = generator
+                .generate_all(&request, &cpu_device())
+                .unwrap()
+                .tokens;
+            let free: Vec<Vec<u32>> = tokens.iter().map(|t| t[4..].to_vec()).collect();
+            (free, warning)
+        };
+        // One step: its only call is at γ = 0, where the prompt is pure noise.
+        let (plain, none) = run(1, Conditioning::None);
+        let (prompted, warning) = run(1, prompt.clone());
+        assert_eq!(prompted, plain, "a 1-step run cannot see the prompt");
+        assert_eq!((none, warning), (None, Some(ONE_STEP_WARNING)));
+        // Two steps: the second call sees the prompt at γ_1 > 0.
+        let (plain, _) = run(2, Conditioning::None);
+        let (prompted, warning) = run(2, prompt);
+        assert_ne!(prompted, plain, "the second step sees the prompt");
+        assert_eq!(warning, None);
+    }
 
     #[test]
     fn requests_are_checked_once_for_every_front_end() {

@@ -15,7 +15,7 @@ use super::dialogs::{Dialogs, PickPurpose};
 use crate::data::{BuiltinTask, DataPreview, TokenizerKind, preview_data};
 use crate::device::ComputeDevice;
 use crate::flow::{Decoding, Schedule, Trajectory};
-use crate::generate::{GenerateRequest, Generator};
+use crate::generate::{Conditioning, GenerateRequest, Generator};
 use crate::import::{ImportOptions, ImportSummary, import_official};
 use crate::train::metrics_log::{self, LossCurves};
 use crate::train::{
@@ -338,6 +338,10 @@ pub struct SampleRequest {
     pub compare: Option<(PathBuf, usize)>,
     /// How the final distributions become tokens.
     pub decoding: Decoding,
+    /// Fixed text, in template syntax ([`crate::generate::Conditioning::template`]: each
+    /// `___` is one generated token, everything after the text is generated); tokenized with
+    /// each model's own tokenizer. Empty: unconditioned.
+    pub prompt: String,
 }
 
 /// Candidates per position kept in the trajectory: what the bars and tooltips show.
@@ -428,6 +432,8 @@ fn sample_model(
         batch: crate::generate::BATCH,
         trajectory_top_k: TRAJECTORY_TOP_K.min(loaded.config.model.vocab_size),
         decoding: request.decoding,
+        conditioning: Conditioning::template(&loaded.tokenizer, &request.prompt)
+            .map_err(|e| format!("{}: {e}", dir.display()))?,
     };
     let tokenizer = &loaded.tokenizer;
     let generator = Generator {

@@ -23,6 +23,9 @@ pub struct SampleView {
     pub eta: f64,
     pub seed: u64,
     pub samples: usize,
+    /// Fixed text in template syntax: each `___` is one generated token, and everything after
+    /// the text is generated. Empty: unconditioned.
+    pub prompt: String,
     pub compare: bool,
     pub compare_model: Option<PathBuf>,
     pub compare_steps: usize,
@@ -46,6 +49,7 @@ impl Default for SampleView {
             eta: 0.0,
             seed: 0,
             samples: 4,
+            prompt: String::new(),
             compare: false,
             compare_model: None,
             compare_steps: 1,
@@ -122,7 +126,14 @@ impl SampleView {
                 _ => None,
             },
             decoding: Default::default(),
+            prompt: self.prompt.clone(),
         })
+    }
+
+    /// Whether a run with the current settings has a 1-step model that cannot see the prompt.
+    fn one_step_with_prompt(&self) -> bool {
+        let compared = self.compare && self.compare_model.is_some() && self.compare_steps == 1;
+        !self.prompt.is_empty() && (self.steps == 1 || compared)
     }
 }
 
@@ -178,8 +189,11 @@ impl SampleView {
             });
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.set_width(ui.available_width());
-                widgets::token_text(ui, frame, top_k, &main.vocab);
+                widgets::token_text(ui, frame, top_k, &main.vocab, &main.trajectory.fixed);
             });
+            if main.trajectory.steps == 1 && !main.trajectory.fixed.is_empty() {
+                one_step_note(ui);
+            }
             ui.label(
                 egui::RichText::new(format!(
                     "Top-{top_k} probabilities per position (the point on the simplex), most likely at the bottom"
@@ -205,7 +219,8 @@ impl SampleView {
                 });
                 if let Some((_, texture)) = &self.heat {
                     let size = egui::vec2(ui.available_width(), 160.0);
-                    if let Some(picked) = widgets::heatmap(ui, texture, steps, step, size) {
+                    let fixed = &main.trajectory.fixed;
+                    if let Some(picked) = widgets::heatmap(ui, texture, steps, step, size, fixed) {
                         playback.step = picked;
                         playback.playing = false;
                     }
@@ -281,6 +296,24 @@ impl SampleView {
                                 labelled(ui, "steps", egui::DragValue::new(&mut state.compare_steps).range(1..=1024));
             });
         });
+        ui.horizontal(|ui| {
+            let label = ui.label("Prompt");
+            ui.add(
+                egui::TextEdit::singleline(&mut state.prompt)
+                    .hint_text("fixed text; ___ is one generated token")
+                    .desired_width(420.0),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(
+                "Text every sample starts with; the rest is generated. Each ___ (three underscores) is one token to fill in, e.g. \"the ___ ___ sat\". Fixed tokens have a teal box.",
+            );
+        });
+        if state.one_step_with_prompt() {
+            ui.colored_label(
+                style::VALID_CURVE,
+                format!("⚠ {}", crate::generate::ONE_STEP_WARNING),
+            );
+        }
         let can_generate = state.model.is_some() && state.pending.is_none();
         ui.horizontal(|ui| {
             if ui
@@ -311,6 +344,14 @@ impl SampleView {
             });
         }
     }
+}
+
+/// Under a 1-step result with fixed tokens: what the picture cannot show by itself.
+fn one_step_note(ui: &mut egui::Ui) {
+    ui.colored_label(
+        style::VALID_CURVE,
+        "1 step: the network saw the fixed tokens as pure noise (γ = 0); the other tokens were generated without them",
+    );
 }
 
 fn model_title(model: &SampledModel) -> String {
@@ -448,8 +489,12 @@ fn comparison(
             ));
             let frame = &model.trajectory.samples[sample].frames[at];
             ui.push_id(model.dir.display().to_string(), |ui| {
-                widgets::token_text(ui, frame, model.trajectory.top_k, &model.vocab);
+                let fixed = &model.trajectory.fixed;
+                widgets::token_text(ui, frame, model.trajectory.top_k, &model.vocab, fixed);
             });
+            if model.trajectory.steps == 1 && !model.trajectory.fixed.is_empty() {
+                one_step_note(ui);
+            }
             if let Some(valid) = model.valid[sample] {
                 ui.label(if valid {
                     "final: ✔ valid"

@@ -22,6 +22,15 @@ pub const RANK_COLORS: [Color32; 8] = [
     Color32::from_rgb(0xa0, 0x78, 0x5a),
 ];
 
+/// Tokens the person fixed (prompt or template): a teal box behind them in the text, a teal
+/// tick beside their rows in the heatmap.
+pub const FIXED: Color32 = Color32::from_rgb(0x2f, 0xb8, 0xa8);
+
+/// The fill behind a fixed token in the text.
+pub fn fixed_fill() -> Color32 {
+    Color32::from_rgba_unmultiplied(0x2f, 0xb8, 0xa8, 80)
+}
+
 pub fn apply(ctx: &egui::Context, dark: bool) {
     ctx.set_theme(if dark {
         egui::Theme::Dark

@@ -54,10 +54,19 @@ pub fn candidates(
 
 /// The sample's text at this step: every position's most likely token, faded by its
 /// probability, highlighted where the argmax just changed; hover shows the candidates.
+/// Positions the person fixed (`fixed[i] = Some(token)`, empty when none) show their token at
+/// full strength on a teal box at every step: the state there is that token's forward process,
+/// whatever the network would have made of it (the tooltip still shows the network's view).
 ///
 /// One galley for the whole text rather than a label per token: scrubbing redraws it every
 /// frame, and a hundred widgets a block cost more than the layout.
-pub fn token_text(ui: &mut egui::Ui, frame: &Frame, top_k: usize, vocab: &[String]) {
+pub fn token_text(
+    ui: &mut egui::Ui,
+    frame: &Frame,
+    top_k: usize,
+    vocab: &[String],
+    fixed: &[Option<u32>],
+) {
     let flip_fill = Color32::from_rgba_unmultiplied(0xf5, 0xa6, 0x23, 70);
     let font = egui::FontId::monospace(15.0);
     let line_height = ui.fonts_mut(|fonts| fonts.row_height(&font)) + 2.0;
@@ -67,18 +76,27 @@ pub fn token_text(ui: &mut egui::Ui, frame: &Frame, top_k: usize, vocab: &[Strin
     let mut starts = Vec::with_capacity(frame.argmax.len());
     let mut chars = 0;
     for (position, &id) in frame.argmax.iter().enumerate() {
+        let pinned = fixed.get(position).copied().flatten();
+        let id = pinned.unwrap_or(id);
         let token = display_token(vocab.get(id as usize).map_or("?", String::as_str));
         starts.push(chars);
         chars += token.chars().count();
+        let (color, background) = match pinned {
+            Some(_) => (ui.visuals().strong_text_color(), style::fixed_fill()),
+            None if frame.flipped[position] => (
+                style::confidence_color(ui, frame.max_prob[position]),
+                flip_fill,
+            ),
+            None => (
+                style::confidence_color(ui, frame.max_prob[position]),
+                Color32::TRANSPARENT,
+            ),
+        };
         let format = TextFormat {
             font_id: font.clone(),
             line_height: Some(line_height),
-            color: style::confidence_color(ui, frame.max_prob[position]),
-            background: if frame.flipped[position] {
-                flip_fill
-            } else {
-                Color32::TRANSPARENT
-            },
+            color,
+            background,
             ..Default::default()
         };
         job.append(&token, 0.0, format);
@@ -204,16 +222,39 @@ pub fn heat_image(trajectory: &Trajectory, sample: usize, metric: HeatMetric) ->
     egui::ColorImage::new([steps, positions], pixels)
 }
 
-/// Draws the heatmap with the current step marked; clicking or dragging picks a step.
+/// Width of the strip left of the heatmap that marks the fixed positions' rows.
+const FIXED_STRIP: f32 = 5.0;
+
+/// Draws the heatmap with the current step marked; clicking or dragging picks a step. The
+/// rows of fixed positions (`fixed`, empty when none) are marked by a teal tick on the left.
 pub fn heatmap(
     ui: &mut egui::Ui,
     texture: &egui::TextureHandle,
     steps: usize,
     current: usize,
     size: Vec2,
+    fixed: &[Option<u32>],
 ) -> Option<usize> {
-    let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
-    let painter = ui.painter_at(rect);
+    let (outer, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
+    let painter = ui.painter_at(outer);
+    let strip = if fixed.iter().any(Option::is_some) {
+        FIXED_STRIP + 1.0
+    } else {
+        0.0
+    };
+    let rect = Rect::from_min_max(Pos2::new(outer.left() + strip, outer.top()), outer.max);
+    let row = rect.height() / fixed.len().max(1) as f32;
+    for (position, _) in fixed.iter().enumerate().filter(|(_, f)| f.is_some()) {
+        let top = rect.top() + position as f32 * row;
+        painter.rect_filled(
+            Rect::from_min_size(
+                Pos2::new(outer.left(), top),
+                Vec2::new(FIXED_STRIP, row.max(1.0)),
+            ),
+            0.0,
+            style::FIXED,
+        );
+    }
     painter.image(
         texture.id(),
         rect,
@@ -232,7 +273,11 @@ pub fn heatmap(
         .map(|pointer| {
             (((pointer.x - rect.left()) / column).max(0.0) as usize).min(steps.saturating_sub(1))
         });
-    response.on_hover_text("positions (rows) × steps (columns); click or drag to pick a step");
+    response.on_hover_text(if strip > 0.0 {
+        "positions (rows) × steps (columns), fixed positions ticked on the left; click or drag to pick a step"
+    } else {
+        "positions (rows) × steps (columns); click or drag to pick a step"
+    });
     picked
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use flm::data::BuiltinTask;
 use flm::eval::metrics::unigram_entropy;
 use flm::flow::Decoding;
-use flm::generate::{GenerateRequest, Generator};
+use flm::generate::{Conditioning, GenerateRequest, Generator};
 use flm::train::load_model;
 
 use super::{DeviceArg, pick_device};
@@ -43,6 +43,17 @@ pub struct SampleArgs {
     /// deterministic flow map; one step is the same for every η.
     #[arg(long)]
     pub eta: Option<f64>,
+    /// Fixed text the samples start with; the rest of each sequence is generated. The fixed
+    /// positions are clamped to their tokens' noisy versions at every step, so the generated
+    /// text is conditioned on them (use at least 2 steps: a single step cannot see them).
+    #[arg(long, value_name = "TEXT", conflicts_with = "template")]
+    pub prompt: Option<String>,
+    /// Fixed text with blanks to fill in: each `___` (three underscores) is one generated
+    /// token, the text between blanks is fixed, and everything after the template's end is
+    /// generated up to the model's sequence length, e.g. `--template "the ___ ___ sat on"`.
+    /// Each piece of text is tokenized on its own.
+    #[arg(long, value_name = "TEXT")]
+    pub template: Option<String>,
     #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]
@@ -93,20 +104,34 @@ pub fn run(args: SampleArgs) -> Result<()> {
             0
         },
         decoding: args.decoding.decoding(),
+        conditioning: Conditioning::None,
     };
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
+    let cannot = || format!("cannot sample `{}`", args.ckpt.display());
     // Checked before sampling, so a bad flag fails at once rather than after loading data.
-    request
-        .sampler(loaded.config.kind)
-        .with_context(|| format!("cannot sample `{}`", args.ckpt.display()))?;
+    request.sampler(loaded.config.kind).with_context(cannot)?;
+    let tokenizer = &loaded.tokenizer;
+    let conditioning = match (&args.prompt, &args.template) {
+        (Some(text), _) => Conditioning::prompt(tokenizer, text),
+        (None, Some(text)) => Conditioning::template(tokenizer, text),
+        (None, None) => Ok(Conditioning::None),
+    };
+    let request = GenerateRequest {
+        conditioning: conditioning.with_context(cannot)?,
+        ..request
+    };
     let generator = Generator {
         model: &loaded.model,
         kind: loaded.config.kind,
-        tokenizer: &loaded.tokenizer,
+        tokenizer,
         task: BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok),
         seq_len: loaded.config.model.seq_len,
     };
+    generator.check(&request).with_context(cannot)?;
+    if let Some(warning) = request.warning() {
+        eprintln!("warning: {warning}");
+    }
     let generation = generator.generate_all(&request, &device.device)?;
     let sampler = generation.sampler;
     let mut stdout = std::io::stdout().lock();
@@ -118,6 +143,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
                 "eta": sampler.eta()});
             if let Some(v) = validity {
                 record["valid"] = json!(v);
+            }
+            if !request.conditioning.is_empty() {
+                record["fixed"] = json!(generation.fixed);
             }
             writeln!(stdout, "{record}")?;
         } else {

@@ -160,6 +160,7 @@ pub fn evaluate_samplers(
             batch: settings.batch,
             trajectory_top_k: 0,
             decoding: settings.decoding,
+            conditioning: Default::default(),
         };
         let generation = generator.generate_all(&request, device)?;
         let mut batch_secs: Vec<f64> = generation.batches.iter().map(|&(_, s)| s).collect();

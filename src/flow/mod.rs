@@ -14,7 +14,7 @@ pub mod trajectory;
 pub use decoding::Decoding;
 pub use sampler::{
     SampleOutput, SamplerKind, SamplerSettings, euler_sample, flow_map_sample, sample,
-    sample_observed, sample_with,
+    sample_conditioned, sample_observed, sample_with,
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use trajectory::{Frame, SampleTrajectory, Trajectory};

@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 pub use super::decoding::argmax_tokens;
 use super::decoding::{Decoding, decode};
@@ -119,6 +119,8 @@ pub fn flow_map_sample(
 struct PlannedStep {
     tau: f64,
     gamma: f64,
+    /// γ of the point the step ends at (1 after the last step).
+    next_gamma: f64,
     /// The second time of a flow-map call; `None` for Euler steps.
     target_tau: Option<f64>,
     keep: f64,
@@ -137,6 +139,7 @@ fn plan(kind: SamplerKind, schedule: &Schedule, steps: usize) -> Vec<PlannedStep
                 PlannedStep {
                     tau,
                     gamma,
+                    next_gamma,
                     target_tau: None,
                     keep: 1.0 - rate,
                     moved: rate,
@@ -151,6 +154,7 @@ fn plan(kind: SamplerKind, schedule: &Schedule, steps: usize) -> Vec<PlannedStep
                 PlannedStep {
                     tau: step.tau,
                     gamma: step.gamma,
+                    next_gamma: 1.0 - step.sigma,
                     target_tau: Some(step.target_tau),
                     keep,
                     moved,
@@ -162,6 +166,7 @@ fn plan(kind: SamplerKind, schedule: &Schedule, steps: usize) -> Vec<PlannedStep
     // The last step outputs the denoiser itself: z = D.
     if let Some(last) = plan.last_mut() {
         (last.keep, last.moved, last.noise) = (0.0, 1.0, 0.0);
+        last.next_gamma = 1.0;
     }
     plan
 }
@@ -199,13 +204,47 @@ pub fn sample_observed(
     device: &Device,
     on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
 ) -> Option<SampleOutput> {
+    sample_conditioned(model, kind, schedule, settings, &[], path, device, on_step)
+}
+
+/// [`sample_observed`] with some positions fixed by the person: `fixed[i] = Some(token)`
+/// clamps position `i` of every sequence, after every step, to the forward process of its
+/// token at the γ the step ends at, `(1−γ)·ε + γ·onehot(token)` with the starting noise ε of
+/// that position (after the last step, γ = 1: the token itself). Only the free positions
+/// (`None`, and every position past the end of `fixed`) follow the sampler; the network sees
+/// the fixed ones at every call but the first, which is at γ = 0 where they are pure noise —
+/// so a 1-step run generates its free positions without seeing them. The clamp is applied to
+/// the state tensor on the device after the step, whichever path (kernel or reference) made
+/// it, and the fixed tokens are written into the decoded output, whatever the decoding.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_conditioned(
+    model: &Dit,
+    kind: SamplerKind,
+    schedule: &Schedule,
+    settings: &SamplerSettings,
+    fixed: &[Option<u32>],
+    path: KernelPath,
+    device: &Device,
+    on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
+) -> Option<SampleOutput> {
     assert!(settings.steps >= 1, "at least one step");
+    assert!(
+        fixed.len() <= settings.seq_len,
+        "{} fixed positions in sequences of {}",
+        fixed.len(),
+        settings.seq_len
+    );
     if let SamplerKind::FlowMap { eta } = kind {
         assert!((0.0..=1.0).contains(&eta), "η must be in [0, 1]");
     }
     let vocab = model.vocab_size();
+    assert!(
+        fixed.iter().flatten().all(|&id| (id as usize) < vocab),
+        "fixed tokens must be in the vocabulary of {vocab}"
+    );
     let mut recorder = TrajectoryRecorder::new(settings, vocab, kind.name(), kind.eta() as f32);
     let mut z = initial_noise(settings, vocab, device);
+    let clamp = Clamp::new(fixed, &z);
     for (i, step) in plan(kind, schedule, settings.steps).iter().enumerate() {
         let full = |value: f64| Tensor::<1>::full([settings.batch], value as f32, device);
         let logits = model.forward(z.clone(), full(step.tau), step.target_tau.map(full));
@@ -218,16 +257,97 @@ pub fn sample_observed(
         };
         let output = sampler_step(logits, z, coefficients, recorder.top_k(), path);
         recorder.record(output.stats, step.tau, step.gamma);
-        z = output.z_next;
+        z = match &clamp {
+            Some(clamp) => clamp.apply(output.z_next, step.next_gamma),
+            None => output.z_next,
+        };
         if on_step(i + 1).is_break() {
             return None;
         }
     }
-    let tokens = decode(z, settings.decoding, settings.seed, settings.stream);
-    Some(SampleOutput {
-        trajectory: recorder.finish(&tokens),
-        tokens,
-    })
+    let mut tokens = decode(z, settings.decoding, settings.seed, settings.stream);
+    // The last clamp left the exact one-hot; a draw at a high temperature could still leave
+    // it, so the fixed tokens are written in.
+    for row in &mut tokens {
+        for (token, fixed) in row.iter_mut().zip(fixed) {
+            if let Some(id) = fixed {
+                *token = *id;
+            }
+        }
+    }
+    let mut trajectory = recorder.finish(&tokens);
+    if let Some(trajectory) = trajectory.as_mut()
+        && fixed.iter().any(Option::is_some)
+    {
+        trajectory.fixed = (0..settings.seq_len)
+            .map(|i| fixed.get(i).copied().flatten())
+            .collect();
+    }
+    Some(SampleOutput { trajectory, tokens })
+}
+
+/// The positions a conditioned run holds fixed, as device tensors: after every step the state
+/// becomes `z·free` plus, at the n fixed positions, `ε·(1−γ) + onehot·γ`. Only (B, n, V) is
+/// kept beside `z`, so a large vocabulary with a short prompt costs little memory.
+struct Clamp {
+    /// 1 at free positions, 0 at fixed ones: (1, L, 1) seen as (B, L, V).
+    free: Tensor<3>,
+    /// The fixed positions, in order (n).
+    positions: Tensor<1, Int>,
+    /// The starting noise at the fixed positions (B, n, V).
+    noise: Tensor<3>,
+    /// The fixed tokens one-hot: (1, n, V) seen as (B, n, V).
+    onehot: Tensor<3>,
+}
+
+impl Clamp {
+    /// `None` when no position is fixed. `noise` is the starting point ε (B, L, V).
+    fn new(fixed: &[Option<u32>], noise: &Tensor<3>) -> Option<Self> {
+        let pinned: Vec<(usize, u32)> = fixed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| id.map(|id| (i, id)))
+            .collect();
+        if pinned.is_empty() {
+            return None;
+        }
+        let [batch, len, vocab] = noise.dims();
+        let count = pinned.len();
+        let device = noise.device();
+        let free: Vec<f32> = (0..len)
+            .map(|i| f32::from(u8::from(fixed.get(i).is_none_or(Option::is_none))))
+            .collect();
+        let free = Tensor::<3>::from_data(TensorData::new(free, [1, len, 1]), &device)
+            .expand([batch, len, vocab]);
+        let indices: Vec<i64> = pinned.iter().map(|&(i, _)| i as i64).collect();
+        let positions = Tensor::<1, Int>::from_data(TensorData::new(indices, [count]), &device);
+        let ids: Vec<f32> = pinned.iter().map(|&(_, id)| id as f32).collect();
+        let ids = Tensor::<3>::from_data(TensorData::new(ids, [1, count, 1]), &device)
+            .expand([1, count, vocab]);
+        let vocabulary = Tensor::<1, Int>::arange(0..vocab as i64, &device)
+            .float()
+            .reshape([1, 1, vocab])
+            .expand([1, count, vocab]);
+        let onehot = ids.equal(vocabulary).float().expand([batch, count, vocab]);
+        Some(Self {
+            free,
+            noise: noise.clone().select(1, positions.clone()),
+            positions,
+            onehot,
+        })
+    }
+
+    fn apply(&self, z: Tensor<3>, gamma: f64) -> Tensor<3> {
+        let fixed = self.noise.clone() * (1.0 - gamma) as f32 + self.onehot.clone() * gamma as f32;
+        // Added to zeros, so the fixed values land exactly (the last step's one-hot stays one).
+        let placed = Tensor::<3>::zeros(z.dims(), &z.device()).select_assign(
+            1,
+            self.positions.clone(),
+            fixed,
+            IndexingUpdateOp::Add,
+        );
+        z * self.free.clone() + placed
+    }
 }
 
 /// The K-step Euler endpoint of `model` (an FLM) from the starting point `noise` (B, L, V):
@@ -356,6 +476,7 @@ impl TrajectoryRecorder {
             seq_len: settings.seq_len,
             vocab_size: vocab,
             top_k: settings.top_k.min(vocab).min(MAX_TOP_K),
+            fixed: Vec::new(),
             taus: Vec::new(),
             gammas: Vec::new(),
             samples: vec![
@@ -432,4 +553,65 @@ fn read_f32<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         .convert::<f32>()
         .try_into_vec()
         .expect("float tensor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::cpu_device;
+
+    fn read(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_into_vec().unwrap()
+    }
+
+    #[test]
+    fn the_clamp_puts_fixed_positions_on_their_forward_process() {
+        let device = cpu_device();
+        let (batch, len, vocab) = (2, 3, 4);
+        let values = |offset: f32| -> Vec<f32> {
+            (0..batch * len * vocab)
+                .map(|i| i as f32 * 0.1 + offset)
+                .collect()
+        };
+        let tensor =
+            |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [batch, len, vocab]), &device);
+        let (noise, z) = (values(-1.0), values(5.0));
+        let fixed = [Some(1), None, Some(3)];
+        let clamp = Clamp::new(&fixed, &tensor(noise.clone())).expect("one fixed position");
+        assert!(Clamp::new(&[None, None], &tensor(noise.clone())).is_none());
+        for gamma in [0.0, 0.3, 1.0] {
+            let out = read(clamp.apply(tensor(z.clone()), gamma));
+            for (i, &v) in out.iter().enumerate() {
+                let (position, token) = ((i / vocab) % len, i % vocab);
+                let want = if let Some(Some(id)) = fixed.get(position) {
+                    let onehot = if token == *id as usize { 1.0 } else { 0.0 };
+                    (1.0 - gamma as f32) * noise[i] + gamma as f32 * onehot
+                } else {
+                    z[i]
+                };
+                assert!(
+                    (v - want).abs() < 1e-6,
+                    "γ {gamma} element {i}: {v} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_plan_ends_at_gamma_one() {
+        let schedule = Schedule::new(30).unwrap();
+        for kind in [
+            SamplerKind::Euler,
+            SamplerKind::FlowMap { eta: 0.0 },
+            SamplerKind::FlowMap { eta: 0.8 },
+        ] {
+            for steps in [1, 2, 7] {
+                let plan = plan(kind, &schedule, steps);
+                assert_eq!(plan.last().unwrap().next_gamma, 1.0);
+                for pair in plan.windows(2) {
+                    assert!((pair[0].next_gamma - pair[1].gamma).abs() < 1e-12);
+                }
+            }
+        }
+    }
 }

@@ -38,6 +38,9 @@ pub struct Trajectory {
     pub seq_len: usize,
     pub vocab_size: usize,
     pub top_k: usize,
+    /// The tokens the person fixed, per position (`None`: generated); empty when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed: Vec<Option<u32>>,
     /// τ at which the denoiser was called, per step.
     pub taus: Vec<f64>,
     /// The matching γ, per step.

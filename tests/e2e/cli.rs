@@ -197,6 +197,61 @@ fn sample_json_prints_one_object_per_sample() {
 }
 
 #[test]
+fn sample_takes_a_prompt_or_a_template() {
+    let prompted = sample_json(trained_run(), &["--prompt", "kk"]);
+    assert!(prompted.status.success(), "{}", stderr(&prompted));
+    for line in stdout(&prompted).lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            record["text"].as_str().unwrap().starts_with("kk"),
+            "{record}"
+        );
+        assert_eq!(record["fixed"].as_array().unwrap().len(), 32, "{record}");
+    }
+    let filled = sample_json(trained_run(), &["--template", "a___c"]);
+    assert!(filled.status.success(), "{}", stderr(&filled));
+    for line in stdout(&filled).lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text: Vec<char> = record["text"].as_str().unwrap().chars().collect();
+        assert_eq!((text[0], text[2]), ('a', 'c'), "{record}");
+        assert!(record["fixed"][1].is_null(), "{record}");
+    }
+    // One step cannot see the prompt: said, not hidden.
+    let one = flm(&[
+        "sample",
+        "--ckpt",
+        trained_run(),
+        "--steps",
+        "1",
+        "--prompt",
+        "k",
+        "--device",
+        "cpu",
+    ]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert!(
+        stderr(&one).contains("warning: with 1 step"),
+        "{}",
+        stderr(&one)
+    );
+    assert!(stdout(&one).lines().nth(1).unwrap().starts_with('k'));
+    // Text the model's tokenizer cannot write, a prompt longer than the model, both flags.
+    for (extra, message) in [
+        (&["--prompt", "a b"][..], "does not know"),
+        (&["--prompt", &"k".repeat(40)][..], "40 tokens long"),
+        (
+            &["--prompt", "a", "--template", "b"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let args = ["sample", "--ckpt", trained_run(), "--device", "cpu"];
+        let output = flm(&[&args[..], extra].concat());
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+    }
+}
+
+#[test]
 fn sample_writes_the_trajectory_asked_for() {
     let trajectory = temp_dir("cli-trajectory").join("trajectory.json");
     sample_json(

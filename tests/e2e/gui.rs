@@ -187,6 +187,62 @@ fn a_recorded_trajectory_scrubs_by_slider_button_and_arrow_key() {
 }
 
 #[test]
+fn a_typed_prompt_fixes_the_first_tokens_of_every_sample() {
+    let root = temp_dir("gui-prompt");
+    let mut harness = harness(&root.join("runs"));
+    train_by_the_start_button(&mut harness);
+    click_tab(&mut harness, View::Sample);
+    harness.state_mut().sample.steps = 16;
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "Prompt")
+        .focus();
+    harness.run_ok();
+    harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "Prompt")
+        .type_text("kk");
+    harness.run_ok();
+    assert_eq!(harness.state().sample.prompt, "kk");
+    harness.get_by_label("✨ Generate").click();
+    wait_for(&mut harness, "sampling", |app| app.sample.result.is_some());
+    let result = harness.state().sample.result.as_ref().unwrap();
+    let k = result.main.vocab.iter().position(|t| t == "k").unwrap() as u32;
+    let fixed = &result.main.trajectory.fixed;
+    assert_eq!(fixed.len(), 32);
+    assert_eq!(fixed[..3], [Some(k), Some(k), None]);
+    assert!(fixed[2..].iter().all(Option::is_none));
+    for (text, sample) in result
+        .main
+        .texts
+        .iter()
+        .zip(&result.main.trajectory.samples)
+    {
+        assert!(text.starts_with("kk"), "{text}");
+        assert_eq!(sample.tokens[..2], [k, k]);
+    }
+    // The text strip shows the fixed tokens at every step, the first included.
+    use egui_kittest::kittest::NodeT;
+    harness.get_by_label("⏮").click();
+    harness.run_ok();
+    let texts: Vec<String> = harness
+        .query_all_by_role(egui::accesskit::Role::Label)
+        .filter_map(|node| node.accesskit_node().value())
+        .filter(|text| text.starts_with("kk"))
+        .collect();
+    assert!(
+        texts.len() >= 2,
+        "the strip at step 1 and the final text start with the prompt: {texts:?}"
+    );
+    // One step cannot see the prompt: the view says so before generating.
+    harness.state_mut().sample.steps = 1;
+    harness.run_ok();
+    harness.get_by_label_contains("with 1 step the only network call");
+    harness.state_mut().sample.steps = 16;
+    harness.state_mut().sample.playback.as_mut().unwrap().step = 15;
+    harness.run_ok();
+    snapshot(&mut harness, "sample_view_prompt");
+}
+
+#[test]
 fn a_cancelled_generation_keeps_the_recording_shown() {
     let root = temp_dir("gui-cancel");
     let mut harness = harness(&root.join("runs"));

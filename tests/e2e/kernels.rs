@@ -4,7 +4,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
 use flm::device::{DeviceChoice, select};
 use flm::flow::distill::DistillSettings;
-use flm::flow::{SamplerKind, SamplerSettings, Schedule, sample_with};
+use flm::flow::{SamplerKind, SamplerSettings, Schedule, sample_conditioned, sample_with};
 use flm::kernels::KernelPath;
 use flm::kernels::noisy_input::noisy_input;
 use flm::kernels::sampler_step::{StepCoefficients, fused_sampler_step, reference_sampler_step};
@@ -236,6 +236,29 @@ fn samplers_with_and_without_kernels_agree() {
         let run = |path| sample_with(&loaded.model, kind, &schedule, &settings, path, &device);
         let (fused, reference) = (run(KernelPath::Auto), run(KernelPath::Reference));
         assert_eq!(fused.tokens, reference.tokens, "{kind:?}");
+        // With positions fixed (a prompt), the clamp follows either path's step alike.
+        let fixed = [Some(14), None, Some(20)];
+        let conditioned = |path| {
+            let on_step = &mut |_| std::ops::ControlFlow::Continue(());
+            sample_conditioned(
+                &loaded.model,
+                kind,
+                &schedule,
+                &settings,
+                &fixed,
+                path,
+                &device,
+                on_step,
+            )
+            .unwrap()
+            .tokens
+        };
+        let prompted = conditioned(KernelPath::Auto);
+        assert_eq!(prompted, conditioned(KernelPath::Reference), "{kind:?}");
+        assert!(
+            prompted.iter().all(|t| t[0] == 14 && t[2] == 20),
+            "{kind:?}"
+        );
         let (a, b) = (fused.trajectory.unwrap(), reference.trajectory.unwrap());
         for (sa, sb) in a.samples.iter().zip(&b.samples) {
             for (fa, fb) in sa.frames.iter().zip(&sb.frames) {

@@ -11,6 +11,7 @@ mod gui;
 mod hardening;
 mod import;
 mod kernels;
+mod prompting;
 mod runs;
 mod sampling;
 mod training;
