@@ -163,12 +163,6 @@ impl DistillSettings {
     }
 }
 
-impl Default for DistillSettings {
-    fn default() -> Self {
-        Self::recommended()
-    }
-}
-
 /// What a flow-map student is distilled toward.
 pub struct FlowMapObjective {
     /// The frozen FLM whose denoiser is the diagonal target (on the base device, no

@@ -393,11 +393,12 @@ fn run_config(
         } else {
             TrainConfig::default()
         },
-        // The paper distils its flow maps from a teacher flm does not have: no teacher, and
-        // the default settings (nothing reads them unless the run is trained further).
+        // The paper distils its flow maps from a teacher flm does not have: no teacher, and the
+        // paper's own settings, which need none (nothing reads them unless the run is trained
+        // further, and then it self-distils).
         distill: flow_map.then(|| DistillConfig {
             teacher: None,
-            settings: DistillSettings::default(),
+            settings: DistillSettings::paper(0.5),
         }),
         created_with: format!("flm {} (flm import)", env!("CARGO_PKG_VERSION")),
         imported_from: Some(ImportedFrom {
