@@ -226,6 +226,15 @@ impl GenerateRequest {
     }
 }
 
+/// What to tell a person whose samples are all one token (see [`Generation::single_token`]).
+pub fn single_token_advice(token_text: &str) -> String {
+    format!(
+        "every generated position is the same token ({token_text:?}): the model still predicts \
+         the most frequent token everywhere, which is how training starts. Train longer, or \
+         draw tokens instead of taking the most likely one (flm sample --temperature 1)"
+    )
+}
+
 /// Why a request cannot run.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum GenerateError {
@@ -287,6 +296,21 @@ impl Generation {
         let checked: Vec<bool> = self.valid.iter().flatten().copied().collect();
         (!checked.is_empty())
             .then(|| checked.iter().filter(|&&v| v).count() as f64 / checked.len() as f64)
+    }
+
+    /// The one token every generated position holds, when that is all the samples are: the
+    /// mark of an early model whose denoiser still predicts the most frequent token everywhere
+    /// (argmax decoding then picks it at every position). Fixed (prompt) positions do not count.
+    pub fn single_token(&self) -> Option<u32> {
+        let mut generated = self.tokens.iter().flat_map(|sample| {
+            sample
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.fixed.get(*i).is_none_or(Option::is_none))
+                .map(|(_, &token)| token)
+        });
+        let first = generated.next()?;
+        generated.all(|token| token == first).then_some(first)
     }
 
     /// Total wall seconds over all batches.
@@ -387,6 +411,31 @@ mod tests {
     use super::*;
     use crate::device::cpu_device;
     use crate::model::tests_support::{perturbed, small_config};
+
+    #[test]
+    fn all_one_token_is_recognised_and_prompt_positions_do_not_count() {
+        let generation = |tokens: Vec<Vec<u32>>, fixed: Vec<Option<u32>>| Generation {
+            sampler: SamplerKind::Euler,
+            texts: vec![String::new(); tokens.len()],
+            valid: vec![None; tokens.len()],
+            tokens,
+            fixed,
+            trajectory: None,
+            batches: Vec::new(),
+        };
+        let newlines = generation(vec![vec![7, 7, 7], vec![7, 7, 7]], Vec::new());
+        assert_eq!(newlines.single_token(), Some(7));
+        let varied = generation(vec![vec![7, 7, 7], vec![7, 8, 7]], Vec::new());
+        assert_eq!(varied.single_token(), None);
+        // A prompt token that differs does not make the generated part varied.
+        let prompted = generation(
+            vec![vec![3, 7, 7], vec![3, 7, 7]],
+            vec![Some(3), None, None],
+        );
+        assert_eq!(prompted.single_token(), Some(7));
+        assert_eq!(generation(Vec::new(), Vec::new()).single_token(), None);
+        assert!(single_token_advice("\n").contains("most frequent token"));
+    }
 
     const LEN: usize = 16;
 

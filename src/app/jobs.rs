@@ -359,6 +359,8 @@ pub struct SampledModel {
     /// Validity per sample on built-in tasks.
     pub valid: Vec<Option<bool>>,
     pub seconds: f64,
+    /// Why the samples are all one token, when they are (`generate::single_token_advice`).
+    pub single_token: Option<String>,
     /// γ(τ) of the model's vocabulary, for the schedule plot.
     pub schedule_curve: Vec<[f64; 2]>,
 }
@@ -457,6 +459,9 @@ fn sample_model(
         return Ok(None);
     };
     let seconds = generation.seconds();
+    let single_token = generation
+        .single_token()
+        .map(|token| crate::generate::single_token_advice(&tokenizer.token_text(token)));
     let trajectory = generation
         .trajectory
         .ok_or("the sampler recorded no trajectory")?;
@@ -478,6 +483,7 @@ fn sample_model(
         trajectory,
         vocab: Arc::new(vocab),
         seconds,
+        single_token,
         schedule_curve,
     }))
 }

@@ -194,6 +194,9 @@ impl SampleView {
             if main.trajectory.steps == 1 && !main.trajectory.fixed.is_empty() {
                 one_step_note(ui);
             }
+            if let Some(advice) = &main.single_token {
+                ui.colored_label(style::ERROR_TEXT, format!("⚠ {advice}"));
+            }
             ui.label(
                 egui::RichText::new(format!(
                     "Top-{top_k} probabilities per position (the point on the simplex), most likely at the bottom"

@@ -166,6 +166,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
             args.steps
         );
     }
+    if let Some(token) = generation.single_token() {
+        eprintln!(
+            "warning: {}",
+            flm::generate::single_token_advice(&tokenizer.token_text(token))
+        );
+    }
     eprintln!(
         "unigram entropy of samples: {:.3} nats",
         unigram_entropy(&generation.tokens) + 0.0 // one repeated token: -0 would print as "-0.000"
