@@ -466,7 +466,7 @@ fn sample_model(
         .trajectory
         .ok_or("the sampler recorded no trajectory")?;
     let vocab = (0..tokenizer.vocab_size() as u32)
-        .map(|id| tokenizer.token_text(id))
+        .map(|id| super::drawable(&tokenizer.token_text(id)))
         .collect();
     let schedule = Schedule::new(loaded.config.model.vocab_size).map_err(|e| e.to_string())?;
     let schedule_curve = (0..=200)
@@ -478,7 +478,11 @@ fn sample_model(
     Ok(Some(SampledModel {
         dir: dir.to_path_buf(),
         kind,
-        texts: generation.texts,
+        texts: generation
+            .texts
+            .iter()
+            .map(|t| super::drawable(t))
+            .collect(),
         valid: generation.valid,
         trajectory,
         vocab: Arc::new(vocab),

@@ -524,6 +524,12 @@ fn run_name(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
+/// Text the window's fonts can draw: a token that is part of a UTF-8 character (byte-level
+/// BPE, or a draw that split one) decodes to U+FFFD, which no bundled font has.
+fn drawable(text: &str) -> String {
+    text.replace('\u{FFFD}', "?")
+}
+
 /// A count where 0 means "work it out": shown as `auto`.
 fn auto_or_count(value: &mut usize, max: usize) -> egui::DragValue<'_> {
     egui::DragValue::new(value)

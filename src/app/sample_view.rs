@@ -14,6 +14,8 @@ use super::playback::Playback;
 use super::style;
 use super::trajectory_widgets::{self as widgets, HeatMetric};
 use super::{labelled, run_name};
+use crate::flow::Decoding;
+use crate::flow::decoding::MIN_TEMPERATURE;
 use crate::train::ModelKind;
 
 /// View 3: the sampling settings, the last result and the replay position.
@@ -23,6 +25,8 @@ pub struct SampleView {
     pub eta: f64,
     pub seed: u64,
     pub samples: usize,
+    /// How the last step's distributions become tokens.
+    pub decoding: Decoding,
     /// Fixed text in template syntax: each `___` is one generated token, and everything after
     /// the text is generated. Empty: unconditioned.
     pub prompt: String,
@@ -49,6 +53,7 @@ impl Default for SampleView {
             eta: 0.0,
             seed: 0,
             samples: 4,
+            decoding: Decoding::Argmax,
             prompt: String::new(),
             compare: false,
             compare_model: None,
@@ -125,7 +130,7 @@ impl SampleView {
                 (Some(dir), true) => Some((dir.clone(), self.compare_steps)),
                 _ => None,
             },
-            decoding: Default::default(),
+            decoding: self.decoding,
             prompt: self.prompt.clone(),
         })
     }
@@ -288,6 +293,7 @@ impl SampleView {
                 "samples",
                 egui::DragValue::new(&mut state.samples).range(1..=16),
             );
+            decoding_controls(ui, &mut state.decoding);
         });
         ui.horizontal_wrapped(|ui| {
             let compare = ui.checkbox(&mut state.compare, "compare with");
@@ -355,6 +361,38 @@ fn one_step_note(ui: &mut egui::Ui) {
         style::VALID_CURVE,
         "1 step: the network saw the fixed tokens as pure noise (γ = 0); the other tokens were generated without them",
     );
+}
+
+/// Argmax (the paper's), or a draw from each final distribution at a temperature within its
+/// nucleus: an early model otherwise writes its most frequent token everywhere.
+fn decoding_controls(ui: &mut egui::Ui, decoding: &mut Decoding) {
+    let mut draw = matches!(decoding, Decoding::Draw { .. });
+    if ui
+        .checkbox(&mut draw, "draw tokens")
+        .on_hover_text(
+            "Draw each token from the final distribution instead of taking the most likely one",
+        )
+        .changed()
+    {
+        *decoding = if draw {
+            Decoding::Draw {
+                temperature: 1.0,
+                top_p: 1.0,
+            }
+        } else {
+            Decoding::Argmax
+        };
+    }
+    if let Decoding::Draw { temperature, top_p } = decoding {
+        labelled(
+            ui,
+            "temperature",
+            egui::DragValue::new(temperature)
+                .range(MIN_TEMPERATURE..=10.0)
+                .speed(0.05),
+        );
+        labelled(ui, "top-p", egui::Slider::new(top_p, 0.05..=1.0));
+    }
 }
 
 fn model_title(model: &SampledModel) -> String {

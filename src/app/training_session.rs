@@ -240,7 +240,7 @@ pub(super) fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSessi
     if let Some((title, texts)) = &session.preview {
         ui.strong(format!("Preview samples — {title}"));
         for text in texts.iter().take(4) {
-            ui.monospace(text.replace('\n', "¶"));
+            ui.monospace(super::drawable(text).replace('\n', "¶"));
         }
     }
 }

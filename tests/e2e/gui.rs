@@ -450,3 +450,31 @@ fn the_papers_checkpoint_imports_from_the_checkpoints_view_and_samples() {
         harness.state().errors
     );
 }
+
+#[test]
+fn drawing_tokens_is_offered_and_a_seed_repeats_the_draw() {
+    let root = temp_dir("gui-draw");
+    let mut harness = harness(&root.join("runs"));
+    generated(&mut harness);
+    harness.get_by_label("draw tokens").click();
+    harness.run_ok();
+    assert!(matches!(
+        harness.state().sample.decoding,
+        flm::flow::Decoding::Draw { .. }
+    ));
+    let texts = |harness: &mut Harness<'_, FlmApp>| {
+        harness.get_by_label("✨ Generate").click();
+        harness.step();
+        wait_for(harness, "sampling", |app| !app.sample.busy());
+        let result = harness.state().sample.result.as_ref().unwrap();
+        result.main.texts.clone()
+    };
+    let first = texts(&mut harness);
+    let second = texts(&mut harness);
+    assert_eq!(first, second, "the same seed draws the same tokens");
+    assert!(
+        harness.state().errors.is_empty(),
+        "{:?}",
+        harness.state().errors
+    );
+}
