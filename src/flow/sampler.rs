@@ -128,6 +128,19 @@ struct PlannedStep {
     noise: f64,
 }
 
+impl PlannedStep {
+    /// The step's coefficients without fresh noise (Euler steps, teacher paths).
+    fn deterministic(&self) -> StepCoefficients {
+        StepCoefficients {
+            keep: self.keep as f32,
+            moved: self.moved as f32,
+            noise: 0.0,
+            seed: 0,
+            counter: 0,
+        }
+    }
+}
+
 fn plan(kind: SamplerKind, schedule: &Schedule, steps: usize) -> Vec<PlannedStep> {
     let mut plan: Vec<PlannedStep> = match kind {
         SamplerKind::Euler => schedule
@@ -368,13 +381,7 @@ pub fn euler_endpoint(
     for step in plan(SamplerKind::Euler, schedule, steps) {
         let tau = Tensor::<1>::full([batch], step.tau as f32, &device);
         let logits = model.forward(z.clone(), tau, None);
-        let coefficients = StepCoefficients {
-            keep: step.keep as f32,
-            moved: step.moved as f32,
-            noise: 0.0,
-            seed: 0,
-            counter: 0,
-        };
+        let coefficients = step.deterministic();
         z = sampler_step(logits, z, coefficients, 0, path).z_next;
     }
     z
@@ -440,13 +447,7 @@ pub fn euler_pairs(
         }
         let tau = Tensor::<1>::full([rows], step.tau as f32, &device);
         let logits = model.forward(z.clone(), tau, None);
-        let coefficients = StepCoefficients {
-            keep: step.keep as f32,
-            moved: step.moved as f32,
-            noise: 0.0,
-            seed: 0,
-            counter: 0,
-        };
+        let coefficients = step.deterministic();
         let denoised = burn::tensor::activation::softmax(logits.clone(), 2);
         for (slot, target) in pairs.iter().zip(targets.iter_mut()) {
             let weights: Vec<f64> = slot.iter().map(|&pair| weight(pair, m)).collect();
