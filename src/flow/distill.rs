@@ -432,7 +432,7 @@ mod tests {
         };
         let device = crate::device::cpu_device();
         let (vocab, seq_len, steps) = (13, 5, 4);
-        let teacher = tests_support_teacher(vocab, seq_len);
+        let teacher = crate::model::tests_support::teacher(vocab, seq_len);
         let schedule = Schedule::new(vocab).unwrap();
         // The sampler's own starting noise and result, through its own code path.
         let sampler = SamplerSettings {
@@ -457,7 +457,7 @@ mod tests {
     fn boundary_rows_are_trained_toward_teacher_endpoints_from_their_own_noise() {
         let device = crate::device::cpu_device();
         let (vocab, seq_len, rows, steps) = (13, 5, 6, 3);
-        let teacher = tests_support_teacher(vocab, seq_len);
+        let teacher = crate::model::tests_support::teacher(vocab, seq_len);
         let student = teacher.clone().with_second_time(5);
         let schedule = Schedule::new(vocab).unwrap();
         let settings = DistillSettings {
@@ -520,18 +520,6 @@ mod tests {
         );
         let semigroup = paper.loss(&student, batch(), &mut rng.clone(), &schedule, &device);
         assert!((semigroup.boundary.unwrap() - got).abs() > 1e-4);
-    }
-
-    fn tests_support_teacher(vocab: usize, seq_len: usize) -> Dit {
-        let device = crate::device::cpu_device();
-        crate::model::tests_support::perturbed(
-            Dit::new(
-                &crate::model::tests_support::small_config(vocab, seq_len),
-                3,
-                &device,
-            ),
-            8,
-        )
     }
 
     #[test]

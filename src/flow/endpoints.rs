@@ -244,19 +244,8 @@ impl EndpointPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tests_support::teacher;
     use crate::rng::stream_rng;
-
-    fn teacher(vocab: usize, seq_len: usize) -> Dit {
-        let device = crate::device::cpu_device();
-        crate::model::tests_support::perturbed(
-            Dit::new(
-                &crate::model::tests_support::small_config(vocab, seq_len),
-                3,
-                &device,
-            ),
-            8,
-        )
-    }
 
     #[test]
     fn pooled_targets_are_the_teachers_endpoints_from_the_pooled_noise() {

@@ -399,6 +399,12 @@ pub(crate) mod tests_support {
     }
 
     /// Replaces the zero-initialised layers by random ones drawn from `seed`.
+    /// A small network with perturbed weights, standing in for a trained teacher.
+    pub fn teacher(vocab: usize, seq_len: usize) -> Dit {
+        let device = crate::device::cpu_device();
+        perturbed(Dit::new(&small_config(vocab, seq_len), 3, &device), 8)
+    }
+
     pub fn perturbed(mut model: Dit, seed: u64) -> Dit {
         let device = model.embedding.val().device();
         device.seed(seed);
