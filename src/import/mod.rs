@@ -25,6 +25,7 @@ use crate::data::{DataError, TextTokenizer, TokenizerKind};
 use crate::device::cpu_device;
 use crate::flow::distill::DistillSettings;
 use crate::model::{Dit, ModelConfig};
+use crate::train::RunLock;
 use crate::train::checkpoint::{CheckpointError, RunDir, model_bytes, write_atomic, write_json};
 use crate::train::config::SCHEMA_VERSION;
 use crate::train::{
@@ -262,6 +263,12 @@ pub fn import_official(
     drop(model);
 
     fs::create_dir_all(out).map_err(|source| ImportError::io(out, source))?;
+    // Held while writing, and the check repeated under it: two imports (or an import and a
+    // training run) into one folder cannot interleave their files.
+    let _lock = RunLock::acquire(out)?;
+    if run.config_path().exists() {
+        return Err(ImportError::OutputExists(out.to_path_buf()));
+    }
     write_atomic(&out.join("model.safetensors"), &bytes)?;
     drop(bytes);
     tokenizer.save(&run.tokenizer_path())?;

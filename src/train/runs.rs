@@ -9,6 +9,7 @@ use super::checkpoint::{
     CheckpointError, RunDir, TrainingState, load_config, load_state, load_tokenizer, write_atomic,
 };
 use super::config::RunConfig;
+use super::lock::{LOCK_FILE, RunLock};
 
 /// One entry of a runs folder.
 #[derive(Debug, Clone)]
@@ -194,15 +195,48 @@ pub fn delete_run(run_dir: &Path) -> Result<(), CheckpointError> {
     if !RunDir::new(run_dir).config_path().is_file() {
         return Err(CheckpointError::NotACheckpoint(run_dir.to_path_buf()));
     }
-    fs::remove_dir_all(run_dir).map_err(|source| CheckpointError::Io {
-        path: run_dir.to_path_buf(),
+    let io = |path: &Path, source| CheckpointError::Io {
+        path: path.to_path_buf(),
         error: source,
-    })
+    };
+    // A run being trained (here or by `flm train` elsewhere) holds its lock: refuse rather
+    // than pull the files from under it. Everything but the lock file goes while it is held
+    // (Windows cannot delete an open file), then the lock file and the folder.
+    let lock = RunLock::acquire(run_dir)?;
+    for entry in fs::read_dir(run_dir).map_err(|e| io(run_dir, e))? {
+        let entry = entry.map_err(|e| io(run_dir, e))?;
+        if entry.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(|e| io(&path, e))?;
+    }
+    drop(lock);
+    fs::remove_dir_all(run_dir).map_err(|e| io(run_dir, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_being_written_is_not_deleted() {
+        let dir = std::env::temp_dir().join(format!("flm-delete-locked-{}", std::process::id()));
+        fs::create_dir_all(dir.join("checkpoint")).unwrap();
+        fs::write(RunDir::new(&dir).config_path(), "{}").unwrap();
+        let lock = RunLock::acquire(&dir).unwrap();
+        let refused = delete_run(&dir).unwrap_err().to_string();
+        assert!(refused.contains("is being written"), "{refused}");
+        assert!(RunDir::new(&dir).config_path().is_file());
+        drop(lock);
+        delete_run(&dir).unwrap();
+        assert!(!dir.exists());
+    }
 
     #[test]
     fn fresh_run_dirs_never_reuse_a_folder_and_names_are_safe() {
