@@ -7,7 +7,7 @@
 //! reference model, reports, the whole evaluation plan), [`kernels`] (WGSL kernels for the hot
 //! paths), [`device`] (backend choice), [`import`] (the paper's PyTorch checkpoints in and
 //! out), [`display`] (numbers as the front ends show them), [`limits`] (the size bounds every
-//! input is checked against). Front ends ([`app`], the desktop
+//! input is checked against), [`metrics`] (exact statistics of token sequences). Front ends ([`app`], the desktop
 //! GUI, and the `flm` CLI) only call into these; none of the other modules knows a front end
 //! exists.
 //!
@@ -25,6 +25,8 @@ pub mod generate;
 pub mod import;
 pub mod kernels;
 pub mod limits;
+pub mod metrics;
 pub mod model;
+pub mod render;
 pub mod rng;
 pub mod train;

@@ -190,6 +190,12 @@ impl DataView {
         });
         if self.is_builtin() {
             ui.weak("Built-in tasks use their own 30-token character vocabulary.");
+        } else if self.tokenizer == TokenizerKind::Bpe && self.vocab_size == DEFAULT_VOCAB {
+            ui.weak(
+                "Proposed: BPE with 2048 tokens. On a 96 KB sonnet file it wrote 78% real words \
+                 after 1 minute of training on 2 CPU cores; characters reached 21% after 10 \
+                 (docs/first-minutes.md).",
+            );
         }
         ui.horizontal(|ui| {
             let analyse = ui.add_enabled(!self.busy(), egui::Button::new("🔎 Analyse"));

@@ -16,10 +16,17 @@ pub enum PickPurpose {
     ImportCheckpoint,
     /// The `tokenizer.json` of a model being imported.
     ImportTokenizer,
+    /// Where to save the Sample view's denoising as a GIF.
+    AnimationFile,
 }
 
 impl PickPurpose {
-    /// Whether the answer is a file (otherwise a folder).
+    /// Whether the answer is a new file to write (a save dialog).
+    pub fn saves(self) -> bool {
+        self == PickPurpose::AnimationFile
+    }
+
+    /// Whether the answer is an existing file (otherwise a folder, or a file to save).
     pub fn wants_file(self) -> bool {
         matches!(
             self,
@@ -34,6 +41,8 @@ impl PickPurpose {
 pub trait Dialogs: Send + Sync {
     fn pick_file(&self, title: &str) -> Option<PathBuf>;
     fn pick_folder(&self, title: &str) -> Option<PathBuf>;
+    /// A path to write a GIF to, proposing `file_name`.
+    fn save_gif(&self, title: &str, file_name: &str) -> Option<PathBuf>;
 }
 
 /// The operating system's dialogs (on Linux: the desktop portal, or zenity where none runs).
@@ -52,6 +61,15 @@ impl Dialogs for NativeDialogs {
     fn pick_folder(&self, title: &str) -> Option<PathBuf> {
         block_on(rfd::AsyncFileDialog::new().set_title(title).pick_folder())
             .map(|handle| handle.path().to_path_buf())
+    }
+
+    fn save_gif(&self, title: &str, file_name: &str) -> Option<PathBuf> {
+        let dialog = rfd::AsyncFileDialog::new()
+            .set_title(title)
+            .set_file_name(file_name)
+            .add_filter("GIF animation", &["gif"])
+            .save_file();
+        block_on(dialog).map(|handle| handle.path().to_path_buf())
     }
 }
 
@@ -80,6 +98,9 @@ impl Dialogs for ScriptedDialogs {
         self.next()
     }
     fn pick_folder(&self, _title: &str) -> Option<PathBuf> {
+        self.next()
+    }
+    fn save_gif(&self, _title: &str, _file_name: &str) -> Option<PathBuf> {
         self.next()
     }
 }

@@ -17,6 +17,8 @@ use crate::device::ComputeDevice;
 use crate::flow::{Decoding, Schedule, Trajectory};
 use crate::generate::{Conditioning, GenerateRequest, Generator};
 use crate::import::{ImportOptions, ImportSummary, import_official};
+use crate::render::animation::{AnimationOptions, render_gif};
+use crate::train::checkpoint::write_atomic;
 use crate::train::metrics_log::{self, LossCurves};
 use crate::train::{
     DistillRequest, ModelKind, RunControl, RunDir, RunListing, TrainEvent, TrainRequest,
@@ -56,6 +58,11 @@ pub enum JobMessage {
     Exported {
         dest: PathBuf,
         result: Result<Vec<PathBuf>, String>,
+    },
+    /// An animation was written (its size in bytes) or not.
+    AnimationWritten {
+        dest: PathBuf,
+        result: Result<usize, String>,
     },
     /// The runs folder's listing.
     Runs {
@@ -137,7 +144,9 @@ impl Jobs {
         self.spawn(
             "dialog",
             move |_| {
-                let path = if purpose.wants_file() {
+                let path = if purpose.saves() {
+                    dialogs.save_gif(title, "flm-denoising.gif")
+                } else if purpose.wants_file() {
                     dialogs.pick_file(title)
                 } else {
                     dialogs.pick_folder(title)
@@ -239,6 +248,39 @@ impl Jobs {
                 dest,
             },
             move |error| JobMessage::Exported {
+                dest: failed,
+                result: Err(error),
+            },
+        );
+    }
+
+    /// Draws sample `sample` of `trajectory` as a GIF and writes it to `dest`.
+    pub fn export_animation(
+        &self,
+        trajectory: Trajectory,
+        vocab: Arc<Vec<String>>,
+        sample: usize,
+        dest: PathBuf,
+    ) {
+        let failed = dest.clone();
+        self.spawn(
+            "animation",
+            move |_| {
+                let token_text = |id: u32| vocab.get(id as usize).cloned().unwrap_or_default();
+                let options = AnimationOptions {
+                    sample,
+                    ..AnimationOptions::default()
+                };
+                let result = render_gif(&trajectory, &token_text, &options)
+                    .map_err(|e| e.to_string())
+                    .and_then(|gif| {
+                        write_atomic(&dest, &gif)
+                            .map(|()| gif.len())
+                            .map_err(|e| e.to_string())
+                    });
+                JobMessage::AnimationWritten { dest, result }
+            },
+            move |error| JobMessage::AnimationWritten {
                 dest: failed,
                 result: Err(error),
             },

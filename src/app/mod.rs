@@ -312,6 +312,16 @@ impl FlmApp {
                     PickPurpose::ImportTokenizer => {
                         self.checkpoints.import.tokenizer = path.display().to_string()
                     }
+                    PickPurpose::AnimationFile => {
+                        if let Some(result) = &self.sample.result {
+                            self.jobs.export_animation(
+                                result.main.trajectory.clone(),
+                                result.main.vocab.clone(),
+                                self.sample.sample_index,
+                                path,
+                            );
+                        }
+                    }
                 }
             }
             JobMessage::DataPreview { source, result } => {
@@ -347,6 +357,14 @@ impl FlmApp {
                     Err(error) => self.errors.push(format!("export failed: {error}")),
                 }
             }
+            JobMessage::AnimationWritten { dest, result } => match result {
+                Ok(bytes) => self.notices.push(format!(
+                    "animation written to {} ({} KB)",
+                    dest.display(),
+                    bytes.div_ceil(1024)
+                )),
+                Err(error) => self.errors.push(format!("animation failed: {error}")),
+            },
             JobMessage::Runs { root, result } => {
                 // A listing of a folder the user has since left is stale.
                 if root != self.runs.root {

@@ -14,6 +14,7 @@ use super::playback::Playback;
 use super::style;
 use super::trajectory_widgets::{self as widgets, HeatMetric};
 use super::{labelled, run_name};
+use crate::data::BuiltinTask;
 use crate::flow::Decoding;
 use crate::flow::decoding::MIN_TEMPERATURE;
 use crate::train::ModelKind;
@@ -27,6 +28,9 @@ pub struct SampleView {
     pub samples: usize,
     /// How the last step's distributions become tokens.
     pub decoding: Decoding,
+    /// Whether the person set the decoding; until then it follows the model (argmax on
+    /// built-in tasks, `Decoding::TEXT_DEFAULT` on text).
+    pub decoding_chosen: bool,
     /// Fixed text in template syntax: each `___` is one generated token, and everything after
     /// the text is generated. Empty: unconditioned.
     pub prompt: String,
@@ -53,7 +57,8 @@ impl Default for SampleView {
             eta: 0.0,
             seed: 0,
             samples: 4,
-            decoding: Decoding::Argmax,
+            decoding: Decoding::TEXT_DEFAULT,
+            decoding_chosen: false,
             prompt: String::new(),
             compare: false,
             compare_model: None,
@@ -259,7 +264,7 @@ impl SampleView {
             })
             .collect();
         let state = self;
-        let mut browse = false;
+        let (mut browse, mut export_animation) = (false, false);
         ui.horizontal_wrapped(|ui| {
             let label = ui.label("Model");
             model_combo(ui, "model", &mut state.model, &models, label.id);
@@ -293,7 +298,16 @@ impl SampleView {
                 "samples",
                 egui::DragValue::new(&mut state.samples).range(1..=16),
             );
-            decoding_controls(ui, &mut state.decoding);
+            if !state.decoding_chosen {
+                let task = ctx.runs.list.iter().any(|r| {
+                    Some(&r.dir) == state.model.as_ref()
+                        && r.config
+                            .as_ref()
+                            .is_ok_and(|c| BuiltinTask::parse(&c.data.source).is_some())
+                });
+                state.decoding = Decoding::default_for(task);
+            }
+            state.decoding_chosen |= decoding_controls(ui, &mut state.decoding);
         });
         ui.horizontal_wrapped(|ui| {
             let compare = ui.checkbox(&mut state.compare, "compare with");
@@ -344,8 +358,25 @@ impl SampleView {
                     progress.request_cancel();
                 }
             }
+            if ui
+                .add_enabled(
+                    state.result.is_some(),
+                    egui::Button::new("🎞 Export animation…"),
+                )
+                .on_hover_text("Save the shown sample's denoising as an animated GIF")
+                .on_disabled_hover_text("Generate first")
+                .clicked()
+            {
+                export_animation = true;
+            }
             ui.weak("Space: play/pause · Left/Right arrow: one step");
         });
+        if export_animation {
+            ctx.send(AppCommand::Pick {
+                purpose: PickPurpose::AnimationFile,
+                title: "Save the denoising as a GIF",
+            });
+        }
         if browse {
             ctx.send(AppCommand::Pick {
                 purpose: PickPurpose::CheckpointFolder,
@@ -365,34 +396,36 @@ fn one_step_note(ui: &mut egui::Ui) {
 
 /// Argmax (the paper's), or a draw from each final distribution at a temperature within its
 /// nucleus: an early model otherwise writes its most frequent token everywhere.
-fn decoding_controls(ui: &mut egui::Ui, decoding: &mut Decoding) {
+/// Returns whether the person changed anything.
+fn decoding_controls(ui: &mut egui::Ui, decoding: &mut Decoding) -> bool {
     let mut draw = matches!(decoding, Decoding::Draw { .. });
+    let mut changed = false;
     if ui
         .checkbox(&mut draw, "draw tokens")
         .on_hover_text(
-            "Draw each token from the final distribution instead of taking the most likely one",
+            "Draw each token from the final distribution instead of taking the most likely one (argmax). On by default for text: argmax makes a young model repeat its most frequent tokens",
         )
         .changed()
     {
+        changed = true;
         *decoding = if draw {
-            Decoding::Draw {
-                temperature: 1.0,
-                top_p: 1.0,
-            }
+            Decoding::TEXT_DEFAULT
         } else {
             Decoding::Argmax
         };
     }
     if let Decoding::Draw { temperature, top_p } = decoding {
-        labelled(
+        changed |= labelled(
             ui,
             "temperature",
             egui::DragValue::new(temperature)
                 .range(MIN_TEMPERATURE..=10.0)
                 .speed(0.05),
-        );
-        labelled(ui, "top-p", egui::Slider::new(top_p, 0.05..=1.0));
+        )
+        .changed();
+        changed |= labelled(ui, "top-p", egui::Slider::new(top_p, 0.05..=1.0)).changed();
     }
+    changed
 }
 
 fn model_title(model: &SampledModel) -> String {

@@ -28,6 +28,11 @@ pub struct TrainingSession {
     pub valid_losses: Vec<[f64; 2]>,
     /// A flow map's one-step probe (`train::probe`) at each validation, by metric.
     pub probe: Vec<(&'static str, Vec<[f64; 2]>)>,
+    /// A text model's preview readability (`train::readability`) at each preview: the share
+    /// of real words and the entropy as a share of the data's.
+    pub readability: Vec<(&'static str, Vec<[f64; 2]>)>,
+    /// What the newest readability means, and when words are expected.
+    pub readability_advice: Option<String>,
     pub device: Option<String>,
     pub parameters: Option<usize>,
     pub step: u64,
@@ -48,6 +53,8 @@ impl TrainingSession {
             losses: Vec::new(),
             valid_losses: Vec::new(),
             probe: Vec::new(),
+            readability: Vec::new(),
+            readability_advice: None,
             device: None,
             parameters: None,
             step: 0,
@@ -99,11 +106,7 @@ impl TrainingSession {
                     if !PROBE_CURVES.contains(&name) {
                         continue;
                     }
-                    let point = [step as f64, value];
-                    match self.probe.iter_mut().find(|(n, _)| *n == name) {
-                        Some((_, points)) => points.push(point),
-                        None => self.probe.push((name, vec![point])),
-                    }
+                    push_point(&mut self.probe, name, [step as f64, value]);
                 }
             }
             TrainEvent::Samples {
@@ -112,13 +115,35 @@ impl TrainingSession {
                 steps,
                 texts,
                 valid_fraction,
+                readability,
             } => {
                 let headline = samples_headline(sampler, steps, valid_fraction);
                 self.preview = Some((format!("step {step}: {headline}"), texts));
+                if let Some(note) = readability {
+                    let x = step as f64;
+                    let real = note.measured.real_words.unwrap_or(0.0);
+                    push_point(&mut self.readability, "real words", [x, real]);
+                    let ratio = note.measured.entropy_ratio();
+                    push_point(&mut self.readability, "entropy ÷ data's", [x, ratio]);
+                    self.readability_advice =
+                        Some(format!("{} — {}", note.measured.summary(), note.advice));
+                }
             }
             TrainEvent::Finished { step, .. } => self.step = step,
             TrainEvent::Checkpoint { .. } => {}
         }
+    }
+}
+
+/// Appends `point` to the curve called `name`, starting it if needed.
+fn push_point(
+    curves: &mut Vec<(&'static str, Vec<[f64; 2]>)>,
+    name: &'static str,
+    point: [f64; 2],
+) {
+    match curves.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, points)) => points.push(point),
+        None => curves.push((name, vec![point])),
     }
 }
 
@@ -235,12 +260,25 @@ pub(super) fn session_panel(ui: &mut egui::Ui, id: &str, session: &TrainingSessi
     }
     loss_curves(ui, id, &session.losses, &session.valid_losses, 200.0);
     if !session.probe.is_empty() {
-        probe_curves(ui, id, &session.probe);
+        let title = "One-step quality on fixed noise (every validation)";
+        share_curves(ui, &format!("{id}-probe"), title, &session.probe);
+    }
+    if !session.readability.is_empty() {
+        let title = "How the previews read: words of your text, and variety";
+        share_curves(
+            ui,
+            &format!("{id}-readability"),
+            title,
+            &session.readability,
+        );
     }
     if let Some((title, texts)) = &session.preview {
         ui.strong(format!("Preview samples — {title}"));
         for text in texts.iter().take(4) {
             ui.monospace(super::drawable(text).replace('\n', "¶"));
+        }
+        if let Some(advice) = &session.readability_advice {
+            ui.label(advice);
         }
     }
 }
@@ -286,10 +324,16 @@ const PROBE_CURVES: [&str; 4] = [
     "one_step_teacher_match",
 ];
 
-/// Shares in [0, 1] against steps: how good the one-step jump is, as distillation goes.
-fn probe_curves(ui: &mut egui::Ui, id: &str, curves: &[(&'static str, Vec<[f64; 2]>)]) {
-    ui.label("One-step quality on fixed noise (every validation)");
-    Plot::new(format!("{id}-probe"))
+/// Shares in [0, 1] against steps: how good the one-step jump is as distillation goes, or
+/// how readable a text model's previews are.
+fn share_curves(
+    ui: &mut egui::Ui,
+    id: &str,
+    title: &str,
+    curves: &[(&'static str, Vec<[f64; 2]>)],
+) {
+    ui.label(title);
+    Plot::new(id)
         .height(140.0)
         .legend(Legend::default())
         .x_axis_label("step")
@@ -332,5 +376,35 @@ mod tests {
         assert_eq!(session.probe, vec![("one_step_valid", vec![[10.0, 0.5]])]);
         assert_eq!(session.step, 10);
         assert!(session.running());
+    }
+
+    #[test]
+    fn text_previews_draw_readability_curves_and_advice() {
+        let mut session = TrainingSession::new(RunControl::default());
+        let measured = crate::train::readability::Readability {
+            real_words: Some(0.25),
+            entropy: 2.0,
+            data_entropy: 4.0,
+        };
+        session.apply(TrainEvent::Samples {
+            step: 50,
+            sampler: "euler",
+            steps: 32,
+            texts: vec!["the the".into()],
+            valid_fraction: None,
+            readability: Some(crate::train::ReadabilityNote {
+                measured,
+                advice: "words are forming".into(),
+            }),
+        });
+        assert_eq!(
+            session.readability,
+            vec![
+                ("real words", vec![[50.0, 0.25]]),
+                ("entropy ÷ data's", vec![[50.0, 0.5]])
+            ]
+        );
+        let advice = session.readability_advice.unwrap();
+        assert!(advice.starts_with("real words 25%") && advice.ends_with("words are forming"));
     }
 }

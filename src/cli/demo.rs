@@ -9,8 +9,8 @@ use clap::Args;
 
 use flm::data::{BuiltinTask, TokenizerKind};
 use flm::device::DeviceChoice;
-use flm::eval::metrics::fraction;
 use flm::flow::{SamplerSettings, Schedule, euler_sample};
+use flm::metrics::fraction;
 use flm::model::ModelPreset;
 use flm::train::setup::DEFAULT_VOCAB;
 use flm::train::{NewModelKind, TrainConfig, TrainRequest, load_model, prepare_run};

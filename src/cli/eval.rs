@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use flm::eval::plan::{DEFAULT_STEPS, EvalEvent, EvalRequest, EvalTarget};
+use flm::flow::Decoding;
 
 use super::sample::DecodingArgs;
 use super::{DeviceArg, pick_device};
@@ -68,7 +69,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         reference: args.reference.clone(),
         valid: args.valid.clone(),
         eta: args.eta,
-        decoding: args.decoding.decoding(),
+        decoding: args.decoding.decoding_or(Decoding::Argmax),
         samples: args.n,
         batch: args.batch,
         seed: args.seed,
@@ -102,7 +103,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         };
         write(path.clone(), markdown.as_bytes())?;
         write(path.with_extension("json"), json.as_bytes())?;
-        let png = flm::eval::figure::render_png(&report.charts(), 560, 400)?;
+        let png = flm::render::figure::render_png(&report.charts(), 560, 400)?;
         write(path.with_extension("png"), &png)?;
         eprintln!("report written to {} (+ .json, .png)", path.display());
     }

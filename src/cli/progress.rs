@@ -124,11 +124,15 @@ impl ProgressView {
                 steps,
                 texts,
                 valid_fraction,
+                readability,
             } => {
                 let headline = samples_headline(sampler, *steps, *valid_fraction);
                 self.line(format!("step {step}: samples ({headline})"));
                 for text in texts.iter().take(2) {
                     self.line(format!("  │ {}", one_line(text, 100)));
+                }
+                if let Some(note) = readability {
+                    self.line(format!("  {}: {}", note.measured.summary(), note.advice));
                 }
             }
             TrainEvent::Checkpoint { step, dir } => {

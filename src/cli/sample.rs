@@ -9,9 +9,10 @@ use clap::Args;
 use serde_json::json;
 
 use flm::data::BuiltinTask;
-use flm::eval::metrics::unigram_entropy;
 use flm::flow::Decoding;
 use flm::generate::{Conditioning, GenerateRequest, Generator};
+use flm::metrics::unigram_entropy;
+use flm::render::animation::{AnimationOptions, render_gif};
 use flm::train::load_model;
 
 use super::{DeviceArg, pick_device};
@@ -36,6 +37,10 @@ pub struct SampleArgs {
     /// Write the recorded denoising trajectory (per step and position: top-k, entropy, argmax).
     #[arg(long)]
     pub trajectory: Option<PathBuf>,
+    /// Write the denoising of the first sample as an animated GIF: one frame per step (at
+    /// most 32, evenly spread), tokens shaded by probability, then the final text.
+    #[arg(long, value_name = "FILE.gif")]
+    pub animation: Option<PathBuf>,
     /// Candidates per position kept in the trajectory (at most 16).
     #[arg(long, default_value_t = 8)]
     pub top_k: usize,
@@ -63,21 +68,27 @@ pub struct SampleArgs {
 /// How the last step's distribution becomes tokens (both samplers).
 #[derive(Args, Debug)]
 pub struct DecodingArgs {
-    /// Draw each token from the final distribution at this temperature instead of taking
-    /// the most likely one (argmax, the default).
+    /// Draw each token from the final distribution at this temperature [default for `flm
+    /// sample` on text: 0.8, with --top-p 0.9; see docs/first-minutes.md]
     #[arg(long)]
     pub temperature: Option<f64>,
     /// With drawing: keep only the most likely tokens whose probabilities add up to this
-    /// (nucleus sampling) [default: 1, all]
+    /// (nucleus sampling) [default: 1 when only --temperature is given]
     #[arg(long)]
     pub top_p: Option<f64>,
+    /// Take the most likely token at every position (the paper's decoding; the default on
+    /// built-in tasks and in `flm eval`)
+    #[arg(long, conflicts_with_all = ["temperature", "top_p"])]
+    pub argmax: bool,
 }
 
 impl DecodingArgs {
-    pub fn decoding(&self) -> Decoding {
-        match (self.temperature, self.top_p) {
-            (None, None) => Decoding::Argmax,
-            (temperature, top_p) => Decoding::Draw {
+    /// The decoding the flags ask for, or `default` when they ask for none.
+    pub fn decoding_or(&self, default: Decoding) -> Decoding {
+        match (self.argmax, self.temperature, self.top_p) {
+            (true, _, _) => Decoding::Argmax,
+            (false, None, None) => default,
+            (false, temperature, top_p) => Decoding::Draw {
                 temperature: temperature.unwrap_or(1.0),
                 top_p: top_p.unwrap_or(1.0),
             },
@@ -98,12 +109,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
         seed: args.seed,
         samples: args.n,
         batch: flm::generate::BATCH,
-        trajectory_top_k: if args.trajectory.is_some() {
-            args.top_k
-        } else {
-            0
+        trajectory_top_k: match (&args.trajectory, &args.animation) {
+            (Some(_), _) => args.top_k,
+            (None, Some(_)) => 1, // the animation draws only the top candidate
+            (None, None) => 0,
         },
-        decoding: args.decoding.decoding(),
+        decoding: args.decoding.decoding_or(Decoding::Argmax), // the model's default below
         conditioning: Conditioning::None,
     };
     let device = pick_device(args.device.device)?;
@@ -117,15 +128,19 @@ pub fn run(args: SampleArgs) -> Result<()> {
         (None, Some(text)) => Conditioning::template(tokenizer, text),
         (None, None) => Ok(Conditioning::None),
     };
+    let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
     let request = GenerateRequest {
         conditioning: conditioning.with_context(cannot)?,
+        decoding: args
+            .decoding
+            .decoding_or(Decoding::default_for(task.is_some())),
         ..request
     };
     let generator = Generator {
         model: &loaded.model,
         kind: loaded.config.kind,
         tokenizer,
-        task: BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok),
+        task,
         seq_len: loaded.config.model.seq_len,
     };
     generator.check(&request).with_context(cannot)?;
@@ -176,6 +191,16 @@ pub fn run(args: SampleArgs) -> Result<()> {
         "unigram entropy of samples: {:.3} nats",
         unigram_entropy(&generation.tokens) + 0.0 // one repeated token: -0 would print as "-0.000"
     );
+    // Real words need the training text; a run whose file has moved just skips the line.
+    if generation.valid_fraction().is_none()
+        && let Ok(text) = flm::data::load_text(std::path::Path::new(&loaded.config.data.source))
+        && let Some(share) = flm::data::Lexicon::from_text(&text).real_word_share(&generation.texts)
+    {
+        eprintln!(
+            "real words: {:.1}% of the samples' words occur in the training text",
+            share * 100.0
+        );
+    }
     let (first_batch, first_secs) = generation.batches[0];
     let secs = generation.seconds();
     eprintln!(
@@ -186,6 +211,17 @@ pub fn run(args: SampleArgs) -> Result<()> {
         generation.tokens.len(),
         secs * 1000.0 / generation.tokens.len().max(1) as f64,
     );
+    if let (Some(path), Some(trajectory)) = (&args.animation, &generation.trajectory) {
+        let token_text = |id| tokenizer.token_text(id);
+        let gif = render_gif(trajectory, &token_text, &AnimationOptions::default())
+            .with_context(|| format!("cannot draw the animation {}", path.display()))?;
+        flm::train::checkpoint::write_atomic(path, &gif)?;
+        eprintln!(
+            "animation written to {} ({} KB)",
+            path.display(),
+            gif.len() / 1024
+        );
+    }
     if let (Some(path), Some(trajectory)) = (&args.trajectory, &generation.trajectory) {
         let text = serde_json::to_string(trajectory)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

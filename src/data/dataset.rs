@@ -7,6 +7,7 @@ use rand::Rng;
 
 use super::corpus::{CorpusStats, check_long_enough, load_text};
 use super::tokenizer::{TextTokenizer, TokenizerKind};
+use super::words::Lexicon;
 use super::{DataError, fnv1a64, write_atomically};
 
 /// File names inside a run directory.
@@ -103,6 +104,8 @@ pub struct TextDataset {
     pub valid: PackedSequences,
     /// Statistics of the whole training file (before the validation split).
     pub stats: CorpusStats,
+    /// The words of the training file, to tell real words from soup in samples.
+    pub lexicon: Lexicon,
 }
 
 /// What to prepare: the user's choices from the CLI or GUI.
@@ -138,7 +141,7 @@ pub fn prepare_text_dataset(
         path: run_dir.to_path_buf(),
         error: source,
     })?;
-    let (tokenizer, train_ids, stats) = tokenize_training_file(spec, run_dir)?;
+    let (tokenizer, train_ids, stats, lexicon) = tokenize_training_file(spec, run_dir)?;
     let (train_ids, valid_ids) = match spec.valid_path {
         Some(valid_path) => {
             let cache_path = run_dir.join(VALID_CACHE_FILE);
@@ -155,20 +158,21 @@ pub fn prepare_text_dataset(
         train: PackedSequences::from_flat(train_ids, spec.seq_len),
         valid: PackedSequences::from_flat(valid_ids, spec.seq_len),
         stats,
+        lexicon,
     })
 }
 
 /// Loads the training text, gets its tokenizer and ids, and computes its
-/// statistics; the text is dropped on return so only the ids stay in memory.
+/// statistics and word list; the text is dropped on return so only the ids stay in memory.
 fn tokenize_training_file(
     spec: &TextDatasetSpec,
     run_dir: &Path,
-) -> Result<(TextTokenizer, Vec<u32>, CorpusStats), DataError> {
+) -> Result<(TextTokenizer, Vec<u32>, CorpusStats, Lexicon), DataError> {
     let text = load_text(spec.train_path)?;
     let tokenizer = load_or_train_tokenizer(spec, &text, run_dir)?;
     let ids = cached_or_encoded_ids(&tokenizer, &text, &run_dir.join(TRAIN_CACHE_FILE))?;
     let stats = CorpusStats::compute(&text, &ids, &tokenizer);
-    Ok((tokenizer, ids, stats))
+    Ok((tokenizer, ids, stats, Lexicon::from_text(&text)))
 }
 
 /// Reuses the run's tokenizer when there is one: a model trained with it

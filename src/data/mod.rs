@@ -7,6 +7,7 @@ pub mod preview;
 pub mod source;
 pub mod tasks;
 pub mod tokenizer;
+pub mod words;
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ pub use preview::{DataPreview, preview_data};
 pub use source::DataSource;
 pub use tasks::BuiltinTask;
 pub use tokenizer::{TextTokenizer, TokenizerKind};
+pub use words::Lexicon;
 
 /// The one error type of the data pipeline. Every message says what went wrong
 /// and what the user can do about it, because these reach the CLI and GUI as is.

@@ -6,6 +6,7 @@ use rand::Rng;
 use super::dataset::TextDataset;
 use super::tasks::BuiltinTask;
 use super::tokenizer::TextTokenizer;
+use super::words::Lexicon;
 use crate::rng::stream_rng;
 
 /// Training and validation data for one run.
@@ -33,6 +34,14 @@ impl DataSource {
         match self {
             DataSource::Text(dataset) => dataset.train.seq_len(),
             DataSource::Task { seq_len, .. } => *seq_len,
+        }
+    }
+
+    /// The words of the training text (text corpora only).
+    pub fn lexicon(&self) -> Option<&Lexicon> {
+        match self {
+            DataSource::Text(dataset) => Some(&dataset.lexicon),
+            DataSource::Task { .. } => None,
         }
     }
 

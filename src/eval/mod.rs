@@ -1,8 +1,6 @@
 //! Honest evaluation (DESIGN §9): metrics for generated samples and the autoregressive
 //! reference model that scores them.
 
-pub mod figure;
-pub mod metrics;
 pub mod plan;
 pub mod reference;
 pub mod report;

@@ -12,7 +12,7 @@ use super::report::{
     EvalReport, EvalSettings, HeldOut, ModelEvaluation, SampleMetrics, SamplerResult, Yardstick,
     denoiser_cross_entropy, evaluate_samplers,
 };
-use crate::data::{BuiltinTask, DataError, PackedSequences, TextTokenizer, load_text};
+use crate::data::{BuiltinTask, DataError, Lexicon, PackedSequences, TextTokenizer, load_text};
 use crate::flow::Decoding;
 use crate::generate::{GenerateError, Generator};
 use crate::train::{CheckpointError, LoadedModel, ModelKind, load_model};
@@ -120,10 +120,15 @@ impl EvalRequest {
         let tokenizer = &first.tokenizer;
         let task = BuiltinTask::parse(&first.config.data.source).and_then(Result::ok);
         let held_out = HeldOut::new(self.held_out_sequences(tokenizer, task, seq_len)?);
+        let lexicon = match task {
+            None => self.training_words(&first.config.data.source),
+            Some(_) => None,
+        };
         let yardstick = Yardstick {
             held_out: &held_out,
             reference: reference.as_ref().map(|r| (&r.model, seq_len)),
             task: task.map(|t| (t, tokenizer)),
+            words: lexicon.as_ref().map(|l| (l, tokenizer)),
         };
         progress(EvalEvent::HeldOut {
             sequences: held_out.sequences.len(),
@@ -178,6 +183,20 @@ impl EvalRequest {
             held_out_sequences: held_out.sequences.len(),
             models: evaluations,
         })
+    }
+
+    /// The words of the model's training text (and of the held-out file), when that text
+    /// is still where the run found it: real-word shares need it, nothing else does, so a
+    /// moved file only drops that column.
+    fn training_words(&self, source: &str) -> Option<Lexicon> {
+        let mut lexicon = Lexicon::default();
+        if let Ok(text) = load_text(Path::new(source)) {
+            lexicon.extend(&text);
+        }
+        if let Some(Ok(text)) = self.valid.as_deref().map(load_text) {
+            lexicon.extend(&text);
+        }
+        (!lexicon.is_empty()).then_some(lexicon)
     }
 
     /// The text every sample set is compared with: the `valid` file packed into sequences,

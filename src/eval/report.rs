@@ -7,17 +7,17 @@
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use super::figure::{Chart, Series};
-use super::metrics::{distinct_n, entropy, fraction, js_divergence, ngram_counts, repetition_rate};
 use super::reference::perplexity;
 use crate::data::BuiltinTask;
-use crate::data::TextTokenizer;
+use crate::data::{Lexicon, TextTokenizer};
 use crate::flow::loss::cross_entropy;
 use crate::flow::{Decoding, Schedule};
 use crate::generate::{GenerateError, GenerateRequest, Generator};
 use crate::kernels::KernelPath;
 use crate::kernels::noisy_input::noisy_input;
+use crate::metrics::{distinct_n, entropy, fraction, js_divergence, ngram_counts, repetition_rate};
 use crate::model::Dit;
+use crate::render::figure::{Chart, Series};
 use crate::rng::stream_rng;
 use crate::train::objective::token_tensor;
 use rand::RngCore;
@@ -57,6 +57,9 @@ pub struct SampleMetrics {
     pub repetition: f64,
     /// Share of valid sequences, for built-in tasks.
     pub validity: Option<f64>,
+    /// Share of the samples' words that occur in the training text (text corpora; `None`
+    /// when that text could not be read or the samples hold no words).
+    pub real_words: Option<f64>,
 }
 
 /// What every sample set is measured against.
@@ -67,6 +70,8 @@ pub struct Yardstick<'a> {
     pub reference: Option<(&'a Dit, usize)>,
     /// The built-in task whose validity check applies.
     pub task: Option<(BuiltinTask, &'a TextTokenizer)>,
+    /// The training text's words, and the tokenizer that turns samples back into text.
+    pub words: Option<(&'a Lexicon, &'a TextTokenizer)>,
 }
 
 impl SampleMetrics {
@@ -76,6 +81,7 @@ impl SampleMetrics {
             held_out,
             reference,
             task,
+            words,
         } = yardstick;
         let unigrams = ngram_counts(samples, 1);
         Self {
@@ -87,6 +93,10 @@ impl SampleMetrics {
             repetition: repetition_rate(samples, 4),
             validity: task
                 .map(|(task, tokenizer)| fraction(samples, |ids| task.is_valid(tokenizer, ids))),
+            real_words: words.and_then(|(lexicon, tokenizer)| {
+                let texts: Vec<String> = samples.iter().map(|ids| tokenizer.decode(ids)).collect();
+                lexicon.real_word_share(&texts)
+            }),
         }
     }
 }
@@ -247,8 +257,8 @@ impl EvalReport {
                 .map_or_else(|| "none".to_string(), |r| format!("`{r}`")),
             self.held_out_sequences
         ));
-        out.push_str("| model | sampler | steps | η | gen-PPL | unigram H | JS-1 | JS-2 | distinct-1/2/3 | repetition | valid | s/batch | tokens/s |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| model | sampler | steps | η | gen-PPL | unigram H | JS-1 | JS-2 | distinct-1/2/3 | repetition | valid | real words | s/batch | tokens/s |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         out.push_str(&table_row(
             "held-out text",
             "-",
@@ -286,7 +296,8 @@ impl EvalReport {
              (lower means more likely text, but dull, repetitive text scores low too). JS-1/JS-2: \
              Jensen–Shannon divergence of unigram/bigram token frequencies between the samples \
              and the held-out text (0 = same, ln 2 = 0.693 = disjoint). repetition: share of \
-             4-grams that repeat an earlier one in the same sample. s/batch: median wall time \
+             4-grams that repeat an earlier one in the same sample. real words: share of the samples' \
+             words that occur in the training text. s/batch: median wall time \
              of one sampling batch.\n",
         );
         out
@@ -347,7 +358,7 @@ fn table_row(
     speed: &str,
 ) -> String {
     format!(
-        "| {model} | {sampler} | {steps} | {eta} | {} | {:.3} | {:.4} | {:.4} | {:.3} / {:.3} / {:.3} | {:.3} | {} | {speed} |\n",
+        "| {model} | {sampler} | {steps} | {eta} | {} | {:.3} | {:.4} | {:.4} | {:.3} / {:.3} / {:.3} | {:.3} | {} | {} | {speed} |\n",
         m.gen_ppl.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
         m.unigram_entropy,
         m.js_unigram,
@@ -357,6 +368,8 @@ fn table_row(
         m.distinct[2],
         m.repetition,
         m.validity
+            .map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0)),
+        m.real_words
             .map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0)),
     )
 }

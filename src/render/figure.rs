@@ -8,12 +8,12 @@
 //! machine with no system fonts at all (plotters' `ttf` feature would look them up at run time).
 
 use std::ops::Range;
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
+
+use super::font::{FAMILY, FontError, register_embedded_font};
 
 /// One line of a chart.
 pub struct Series {
@@ -44,8 +44,8 @@ pub enum FigureError {
     Size { width: u32, height: u32 },
     #[error("the {axis} values of chart \"{title}\" span too wide a range to plot")]
     Range { axis: &'static str, title: String },
-    #[error("the embedded figure font could not be loaded")]
-    Font,
+    #[error(transparent)]
+    Font(#[from] FontError),
     #[error("drawing the figure failed: {0}")]
     Draw(String),
     #[error("encoding the figure as PNG failed: {0}")]
@@ -58,11 +58,6 @@ const MIN_HEIGHT: u32 = 120;
 /// Caps so absurd sizes cannot exhaust memory.
 const MAX_SIDE: u32 = 4096;
 const MAX_TOTAL_WIDTH: u32 = 16384;
-
-/// DejaVu Sans (Bitstream Vera licence; see `assets/fonts/README.md`).
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-/// The family name the font is registered under with plotters.
-const FAMILY: &str = "flm-sans";
 
 const GRID: RGBColor = RGBColor(225, 225, 225);
 const LEGEND_BORDER: RGBColor = RGBColor(150, 150, 150);
@@ -99,13 +94,6 @@ pub fn render_png(charts: &[Chart], panel_width: u32, height: u32) -> Result<Vec
         root.present().map_err(draw_error)?;
     }
     encode_png(&rgb, width, height)
-}
-
-/// Registers [`FONT`] with plotters once per process.
-fn register_embedded_font() -> Result<(), FigureError> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    if ok { Ok(()) } else { Err(FigureError::Font) }
 }
 
 fn draw_error<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> FigureError {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::readability::Readability;
+
 /// Why a run ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -51,6 +53,8 @@ pub enum TrainEvent {
         texts: Vec<String>,
         /// Fraction of valid samples, for built-in tasks.
         valid_fraction: Option<f64>,
+        /// How the samples read, for text corpora.
+        readability: Option<ReadabilityNote>,
     },
     Checkpoint {
         step: u64,
@@ -60,6 +64,14 @@ pub enum TrainEvent {
         step: u64,
         reason: StopReason,
     },
+}
+
+/// A preview's readability and what it means for this run (`train::readability`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadabilityNote {
+    pub measured: Readability,
+    /// The stage in words, with when to expect words: shown under the samples.
+    pub advice: String,
 }
 
 /// Shared switches a front end flips to steer a running job.

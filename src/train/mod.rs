@@ -11,6 +11,7 @@ pub mod objective;
 pub mod optimizer;
 pub(crate) mod params;
 pub mod probe;
+pub mod readability;
 #[cfg(test)]
 mod robustness;
 pub mod runs;
@@ -23,7 +24,7 @@ pub use config::{
     DataConfig, DistillConfig, ImportFormat, ImportedFrom, ModelKind, RunConfig, TeacherInfo,
     TrainConfig, WeightSet,
 };
-pub use events::{RunControl, StopReason, TrainEvent};
+pub use events::{ReadabilityNote, RunControl, StopReason, TrainEvent};
 pub use lock::RunLock;
 pub use objective::Objective;
 pub use runs::{

@@ -14,10 +14,11 @@ use super::checkpoint::{
 };
 use super::config::RunConfig;
 use super::ema;
-use super::events::{RunControl, StopReason, TrainEvent};
+use super::events::{ReadabilityNote, RunControl, StopReason, TrainEvent};
 use super::metrics_log::{self, MetricLine};
 use super::objective::Objective;
 use super::optimizer::AdamW;
+use super::readability::Readability;
 use crate::data::DataSource;
 use crate::device::ComputeDevice;
 use crate::flow::Schedule;
@@ -274,7 +275,28 @@ pub fn train(
         if step % settings.sample_every == 0
             && let Some(what) = objective.preview()
         {
-            send(preview(&average, what, &data, step, &base_device));
+            let event = preview(&average, what, &data, step, &base_device);
+            if let TrainEvent::Samples {
+                readability: Some(note),
+                ..
+            } = &event
+            {
+                let r = &note.measured;
+                let record = MetricLine {
+                    step,
+                    ..MetricLine::default()
+                }
+                .with_parts(
+                    "",
+                    &[
+                        ("sample_real_words", r.real_words.unwrap_or(0.0)),
+                        ("sample_entropy", r.entropy),
+                        ("data_entropy", r.data_entropy),
+                    ],
+                );
+                metrics_log::append(&run.metrics_path(), &record)?;
+            }
+            send(annotate(event, state.tokens_seen as f64, last_throughput));
         }
         if step % settings.checkpoint_every == 0
             || last_checkpoint_time.elapsed().as_secs_f64() >= settings.checkpoint_secs
@@ -329,6 +351,7 @@ fn preview(
     };
     let request = GenerateRequest {
         seed: PREVIEW_SEED,
+        decoding: crate::flow::Decoding::default_for(data.task().is_some()),
         ..GenerateRequest::new(steps, if data.task().is_some() { 32 } else { 4 })
     };
     match generator.generate_all(&request, device) {
@@ -337,6 +360,22 @@ fn preview(
             sampler: generation.sampler.name(),
             steps,
             valid_fraction: generation.valid_fraction(),
+            readability: data.lexicon().map(|lexicon| {
+                let held_out = data.valid_batches(PREVIEW_SEED, request.samples, 1);
+                let held_out: Vec<Vec<u32>> = held_out
+                    .iter()
+                    .flat_map(|batch| batch.chunks(data.seq_len()).map(<[u32]>::to_vec))
+                    .collect();
+                ReadabilityNote {
+                    measured: Readability::measure(
+                        &generation.texts,
+                        &generation.tokens,
+                        lexicon,
+                        &held_out,
+                    ),
+                    advice: String::new(),
+                }
+            }),
             texts: generation.texts,
         },
         // The request is fixed and valid for the run's own kind; say so if that ever breaks.
@@ -345,9 +384,23 @@ fn preview(
             sampler: "none",
             steps,
             valid_fraction: None,
+            readability: None,
             texts: vec![format!("(no preview: {error})")],
         },
     }
+}
+
+/// Adds what the preview's readability means at this point of the run: `tokens_seen`
+/// training tokens so far at `tokens_per_sec`.
+fn annotate(mut event: TrainEvent, tokens_seen: f64, tokens_per_sec: f64) -> TrainEvent {
+    if let TrainEvent::Samples {
+        readability: Some(note),
+        ..
+    } = &mut event
+    {
+        note.advice = note.measured.advice(tokens_seen, tokens_per_sec);
+    }
+    event
 }
 
 /// How far through its limits this session is, in [0, 1): the larger of the step and time

@@ -265,6 +265,26 @@ fn sample_writes_the_trajectory_asked_for() {
 }
 
 #[test]
+fn sample_draws_the_denoising_as_a_gif() {
+    let path = temp_dir("cli-animation").join("denoising.gif");
+    let output = sample_json(trained_run(), &["--animation", path.to_str().unwrap()]);
+    assert!(
+        stderr(&output).contains("animation written"),
+        "{}",
+        stderr(&output)
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let mut decoder = gif::DecodeOptions::new().read_info(&bytes[..]).unwrap();
+    let mut delays = Vec::new();
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        delays.push(frame.delay);
+    }
+    // 4 steps, then the final text held longer.
+    assert_eq!(delays.len(), 5);
+    assert!(delays[4] > delays[0], "{delays:?}");
+}
+
+#[test]
 fn info_shows_steps_and_data_of_a_run() {
     let info = flm(&["info", "--ckpt", trained_run()]);
     assert!(info.status.success(), "{}", stderr(&info));

@@ -81,7 +81,7 @@ fn degenerate_samples_fool_gen_ppl_but_not_the_distribution_metrics() {
     let real: Vec<Vec<u32>> = real.iter().take(64).cloned().collect();
     // A "sampler" gaming gen-PPL: it repeats whichever of the ten most frequent tokens the
     // reference model finds likeliest when repeated.
-    let counts = flm::eval::metrics::ngram_counts(&held_out.sequences, 1);
+    let counts = flm::metrics::ngram_counts(&held_out.sequences, 1);
     let mut frequent: Vec<(&Vec<u32>, &usize)> = counts.iter().collect();
     frequent.sort_by_key(|(_, c)| std::cmp::Reverse(**c));
     let degenerate = frequent
@@ -95,6 +95,7 @@ fn degenerate_samples_fool_gen_ppl_but_not_the_distribution_metrics() {
         held_out: &held_out,
         reference: Some((&model, 32)),
         task: None,
+        words: None,
     };
     let good = SampleMetrics::compute(&real, yardstick);
     let bad = SampleMetrics::compute(&degenerate, yardstick);

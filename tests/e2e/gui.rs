@@ -187,6 +187,29 @@ fn a_recorded_trajectory_scrubs_by_slider_button_and_arrow_key() {
 }
 
 #[test]
+fn the_shown_denoising_saves_as_an_animated_gif() {
+    let root = temp_dir("gui-animation");
+    let mut harness = harness(&root.join("runs"));
+    generated(&mut harness);
+    let dest = root.join("denoising.gif");
+    harness
+        .state_mut()
+        .set_dialogs(ScriptedDialogs::new([dest.clone()]));
+    harness.get_by_label("🎞 Export animation…").click();
+    wait_for(&mut harness, "the animation", |app| {
+        app.notices.iter().any(|n| n.contains("animation written"))
+    });
+    // 16 recorded steps, then the final text.
+    let bytes = std::fs::read(&dest).unwrap();
+    let mut decoder = gif::DecodeOptions::new().read_info(&bytes[..]).unwrap();
+    let mut frames = 0;
+    while decoder.read_next_frame().unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 17);
+}
+
+#[test]
 fn a_typed_prompt_fixes_the_first_tokens_of_every_sample() {
     let root = temp_dir("gui-prompt");
     let mut harness = harness(&root.join("runs"));
@@ -456,6 +479,11 @@ fn drawing_tokens_is_offered_and_a_seed_repeats_the_draw() {
     let root = temp_dir("gui-draw");
     let mut harness = harness(&root.join("runs"));
     generated(&mut harness);
+    assert_eq!(
+        harness.state().sample.decoding,
+        flm::flow::Decoding::Argmax,
+        "a built-in task's model samples by argmax until the person chooses"
+    );
     harness.get_by_label("draw tokens").click();
     harness.run_ok();
     assert!(matches!(

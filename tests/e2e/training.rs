@@ -35,6 +35,44 @@ fn loss_goes_down_on_tiny_sonnets() {
     );
 }
 
+#[test]
+fn text_previews_say_how_they_read_and_the_log_keeps_it() {
+    let out = temp_dir("readability");
+    let mut request = micro_request(&out, sonnets().to_str().unwrap());
+    request.steps = Some(4);
+    request.train.sample_every = 2;
+    let (_, events) = run_request(&request);
+    let notes: Vec<_> = events
+        .iter()
+        .filter_map(|event| match event {
+            TrainEvent::Samples {
+                step,
+                texts,
+                readability,
+                ..
+            } => Some((
+                *step,
+                texts,
+                readability.clone().expect("a text run measures"),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.iter().map(|n| n.0).collect::<Vec<_>>(), [2, 4]);
+    let lexicon = flm::data::Lexicon::from_text(&std::fs::read_to_string(sonnets()).unwrap());
+    for (_, texts, note) in &notes {
+        assert_eq!(note.measured.real_words, lexicon.real_word_share(texts));
+        assert!(note.measured.data_entropy > 1.0, "{note:?}");
+        assert!(!note.advice.is_empty());
+    }
+    let logged: Vec<_> = flm::train::metrics_log::read(&RunDir::new(&out).metrics_path())
+        .into_iter()
+        .filter_map(|line| Some((line.step, *line.parts.get("sample_entropy")?)))
+        .collect();
+    let measured: Vec<_> = notes.iter().map(|n| (n.0, n.2.measured.entropy)).collect();
+    assert_eq!(logged, measured);
+}
+
 fn prepare_vocab(run: &std::path::Path) -> usize {
     flm::train::checkpoint::load_config(&RunDir::new(run))
         .unwrap()
