@@ -24,6 +24,9 @@ pub struct CheckpointsView {
     pub exporting: bool,
     pub deleting: bool,
     pub import: ImportForm,
+    /// The runs folder and the export folder as typed (a path field beside each dialog).
+    pub root_input: String,
+    pub export_input: String,
     /// The selected run's loss curves: `None` while its metrics are being read.
     curves: Option<(PathBuf, Option<LossCurves>)>,
 }
@@ -175,7 +178,22 @@ impl CheckpointsView {
         let runs: &RunsFolder = ctx.runs;
         ui.horizontal(|ui| {
             ui.heading("Runs");
-            ui.monospace(runs.root.display().to_string());
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.root_input)
+                        .desired_width(360.0)
+                        .font(egui::TextStyle::Monospace),
+                )
+                .on_hover_text("Type or paste a folder and press Enter, or use Change folder…");
+            if let Some(path) = typed_path(ui, &field, &self.root_input) {
+                ctx.send(AppCommand::Typed {
+                    purpose: PickPurpose::RunsFolder,
+                    path,
+                });
+            }
+            if !field.has_focus() {
+                self.root_input = runs.root.display().to_string();
+            }
             if ui.button("📂 Change folder…").clicked() {
                 ctx.send(AppCommand::Pick {
                     purpose: PickPurpose::RunsFolder,
@@ -274,6 +292,20 @@ impl CheckpointsView {
                 ctx.send(AppCommand::Pick {
                     purpose: PickPurpose::ExportFolder,
                     title: "Choose a folder to export the model into",
+                });
+            }
+            let field = ui
+                .add_enabled(
+                    run.has_weights() && !self.exporting,
+                    egui::TextEdit::singleline(&mut self.export_input)
+                        .hint_text("…or type a folder, Enter")
+                        .desired_width(220.0),
+                )
+                .on_hover_text("Export into this folder when you press Enter");
+            if let Some(path) = typed_path(ui, &field, &self.export_input) {
+                ctx.send(AppCommand::Typed {
+                    purpose: PickPurpose::ExportFolder,
+                    path,
                 });
             }
             if ui.button("🗑 Delete…").clicked() {
@@ -379,4 +411,11 @@ impl CheckpointsView {
             self.confirm_delete = None;
         }
     }
+}
+
+/// The path in `text` when the person pressed Enter in `field` (nothing for an empty field).
+fn typed_path(ui: &egui::Ui, field: &egui::Response, text: &str) -> Option<PathBuf> {
+    let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    let text = text.trim();
+    (entered && !text.is_empty()).then(|| PathBuf::from(text))
 }

@@ -20,6 +20,12 @@ pub enum AppCommand {
         purpose: PickPurpose,
         title: &'static str,
     },
+    /// A path the person typed or pasted where a dialog would ask: handled like its answer
+    /// (for desktops without a file-dialog portal or zenity).
+    Typed {
+        purpose: PickPurpose,
+        path: PathBuf,
+    },
     /// Analyse the data choice (tokenizer and statistics) on a worker thread.
     Preview(DataChoice),
     StartTraining {

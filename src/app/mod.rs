@@ -13,6 +13,7 @@ pub mod frame_stats;
 pub mod jobs;
 pub mod playback;
 mod sample_view;
+mod simplex_view;
 mod style;
 mod train_view;
 mod training_session;
@@ -250,6 +251,10 @@ impl FlmApp {
             match command {
                 AppCommand::Show(view) => self.view = view,
                 AppCommand::Pick { purpose, title } => self.jobs.pick(purpose, title),
+                AppCommand::Typed { purpose, path } => self.handle(JobMessage::Picked {
+                    purpose,
+                    path: Some(path),
+                }),
                 AppCommand::Preview(choice) => {
                     self.jobs
                         .preview(choice.source, choice.tokenizer, choice.vocab_size)

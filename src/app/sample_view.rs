@@ -11,6 +11,7 @@ use super::commands::{AppCommand, ViewContext};
 use super::dialogs::PickPurpose;
 use super::jobs::{SampleRequest, SampleResult, SampledModel, SamplingProgress};
 use super::playback::Playback;
+use super::simplex_view::{self as simplex, SimplexPath};
 use super::style;
 use super::trajectory_widgets::{self as widgets, HeatMetric};
 use super::{labelled, run_name};
@@ -42,6 +43,8 @@ pub struct SampleView {
     /// Which of the generated samples is shown.
     pub sample_index: usize,
     pub metric: HeatMetric,
+    /// The position whose path the simplex view draws (a click on a token picks it).
+    pub simplex_position: Option<usize>,
     /// The running generation's progress (and Cancel switch), with its total step count.
     pending: Option<(SamplingProgress, usize)>,
     /// The heatmap texture and what it was drawn from (sample, metric, result generation).
@@ -67,6 +70,7 @@ impl Default for SampleView {
             playback: None,
             sample_index: 0,
             metric: HeatMetric::Entropy,
+            simplex_position: None,
             pending: None,
             heat: None,
             generation: 0,
@@ -199,7 +203,10 @@ impl SampleView {
             });
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.set_width(ui.available_width());
-                widgets::token_text(ui, frame, top_k, &main.vocab, &main.trajectory.fixed);
+                let fixed = &main.trajectory.fixed;
+                if let Some(position) = widgets::token_text(ui, frame, top_k, &main.vocab, fixed) {
+                    self.simplex_position = Some(position);
+                }
             });
             if main.trajectory.steps == 1 && !main.trajectory.fixed.is_empty() {
                 one_step_note(ui);
@@ -242,6 +249,12 @@ impl SampleView {
                 ui.label("Time schedule γ(τ): equal τ steps, equal decoding progress");
                 schedule_plot(ui, main, step);
             });
+            match self.simplex_position {
+                Some(position) => simplex_panel(ui, result, sample, position, step),
+                None => {
+                    ui.weak("Click a token to see its path on the simplex.");
+                }
+            }
             if let Some(other) = &result.compare {
                 ui.separator();
                 comparison(ui, main, other, sample, step);
@@ -384,6 +397,41 @@ impl SampleView {
             });
         }
     }
+}
+
+/// The chosen position's path on the simplex, for the main model and (on the same corners)
+/// the compared one.
+fn simplex_panel(
+    ui: &mut egui::Ui,
+    result: &SampleResult,
+    sample: usize,
+    position: usize,
+    step: usize,
+) {
+    let main = &result.main;
+    let Some(corners) = simplex::corners(&main.trajectory, sample, position) else {
+        ui.weak("The simplex view needs at least 3 recorded candidates per position.");
+        return;
+    };
+    ui.strong(format!("Position {position} on the simplex"));
+    let mut paths = vec![SimplexPath {
+        label: model_title(main),
+        color: style::RANK_COLORS[0],
+        points: simplex::path(&main.trajectory, sample, position, corners),
+        current: step,
+    }];
+    if let Some(other) = &result.compare {
+        paths.push(SimplexPath {
+            label: model_title(other),
+            color: style::RANK_COLORS[1],
+            points: simplex::path(&other.trajectory, sample, position, corners),
+            current: matching_step(step, main.trajectory.steps, other.trajectory.steps),
+        });
+    }
+    let text = |id: u32| main.vocab.get(id as usize).map_or("?", String::as_str);
+    ui.horizontal(|ui| {
+        simplex::simplex_view(ui, corners.map(text), &paths);
+    });
 }
 
 /// Under a 1-step result with fixed tokens: what the picture cannot show by itself.

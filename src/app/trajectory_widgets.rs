@@ -53,7 +53,8 @@ pub fn candidates(
 }
 
 /// The sample's text at this step: every position's most likely token, faded by its
-/// probability, highlighted where the argmax just changed; hover shows the candidates.
+/// probability, highlighted where the argmax just changed; hover shows the candidates, and a
+/// click returns the position (for the simplex view).
 /// Positions the person fixed (`fixed[i] = Some(token)`, empty when none) show their token at
 /// full strength on a teal box at every step: the state there is that token's forward process,
 /// whatever the network would have made of it (the tooltip still shows the network's view).
@@ -66,7 +67,7 @@ pub fn token_text(
     top_k: usize,
     vocab: &[String],
     fixed: &[Option<u32>],
-) {
+) -> Option<usize> {
     let flip_fill = Color32::from_rgba_unmultiplied(0xf5, 0xa6, 0x23, 70);
     let font = egui::FontId::monospace(15.0);
     let line_height = ui.fonts_mut(|fonts| fonts.row_height(&font)) + 2.0;
@@ -102,7 +103,7 @@ pub fn token_text(
         job.append(&token, 0.0, format);
     }
     let galley = ui.painter().layout_job(job);
-    let (rect, response) = ui.allocate_exact_size(galley.size(), Sense::hover());
+    let (rect, response) = ui.allocate_exact_size(galley.size(), Sense::click());
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, galley.text()));
     ui.painter()
         .galley(rect.min, galley.clone(), ui.visuals().text_color());
@@ -110,9 +111,11 @@ pub fn token_text(
         .hover_pos()
         .and_then(|pointer| char_under(&galley, pointer - rect.min))
         .map(|index| starts.partition_point(|&start| start <= index) - 1);
+    let clicked = hovered.filter(|_| response.clicked());
     if let Some(position) = hovered {
         response.on_hover_ui_at_pointer(|ui| candidates(ui, frame, position, top_k, vocab));
     }
+    clicked
 }
 
 /// The character whose glyph lies under `pos` (relative to the galley), if any.

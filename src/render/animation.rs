@@ -291,7 +291,7 @@ fn draw_frame(
                 let fixed = trajectory.fixed.get(index).is_some_and(Option::is_some);
                 let shade = match (fixed, shown.confidence) {
                     (true, _) => Some(FIXED),
-                    (false, Some(probs)) => Some(mix(WHITE, CONFIDENT, probs[index])),
+                    (false, Some(probs)) => Some(mix(WHITE, CONFIDENT, shade_level(probs[index]))),
                     (false, None) => None,
                 };
                 if let Some(shade) = shade {
@@ -329,6 +329,17 @@ fn draw_frame(
         root.present().map_err(draw)?;
     }
     Ok(rgb)
+}
+
+/// Probability rounded to one of `SHADES` levels: the eye cannot tell finer steps apart, and
+/// few distinct colours keep the GIF's palette exact and its frames small.
+fn shade_level(p: f32) -> f32 {
+    const SHADES: f32 = 5.0;
+    if p.is_finite() {
+        (p.clamp(0.0, 1.0) * SHADES).round() / SHADES
+    } else {
+        0.0
+    }
 }
 
 /// `a` blended toward `b` by `t` in [0, 1].
@@ -425,6 +436,7 @@ mod tests {
 
     #[test]
     fn newlines_break_lines_and_long_text_wraps() {
+        register_embedded_font().unwrap(); // widths are measured in the font
         let cells_text = |id: u32| {
             if id == 2 {
                 "\n".into()
@@ -438,6 +450,14 @@ mod tests {
         assert_eq!(lines[1][0], (3, MARGIN));
         let narrow = layout(&[0, 1, 0, 1, 0, 1], &mut cells, 240);
         assert!(narrow.len() >= 3, "{narrow:?}");
+    }
+
+    #[test]
+    fn shades_come_in_a_few_levels() {
+        assert_eq!(shade_level(0.52), 0.6);
+        assert_eq!(shade_level(0.0), 0.0);
+        assert_eq!(shade_level(1.7), 1.0);
+        assert_eq!(shade_level(f32::NAN), 0.0);
     }
 
     #[test]

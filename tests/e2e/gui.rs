@@ -187,6 +187,30 @@ fn a_recorded_trajectory_scrubs_by_slider_button_and_arrow_key() {
 }
 
 #[test]
+fn a_chosen_position_draws_its_path_on_the_simplex() {
+    let root = temp_dir("gui-simplex");
+    let mut harness = harness(&root.join("runs"));
+    generated(&mut harness);
+    assert!(
+        harness
+            .query_by_label("Position 3 on the simplex")
+            .is_none()
+    );
+    harness.state_mut().sample.simplex_position = Some(3);
+    harness.run_ok();
+    harness.get_by_label("Position 3 on the simplex");
+    let before = image_of(&mut harness);
+    harness.get_by_label("⏮").click();
+    harness.run_ok();
+    assert_ne!(
+        before,
+        image_of(&mut harness),
+        "the current-step ring moves with the slider"
+    );
+    snapshot(&mut harness, "sample_view_simplex");
+}
+
+#[test]
 fn the_shown_denoising_saves_as_an_animated_gif() {
     let root = temp_dir("gui-animation");
     let mut harness = harness(&root.join("runs"));
@@ -304,7 +328,10 @@ fn a_selected_run_exports_through_the_folder_dialog() {
         assert!(dest.join(file).is_file(), "{file} missing");
     }
     load_model(&dest, &cpu().device).expect("the export loads back");
-    mask_labels(&mut harness, &["exported", "gui-export"]);
+    mask_labels(
+        &mut harness,
+        &["exported", "gui-export", "Runs", "trained for"],
+    );
     snapshot(&mut harness, "checkpoints_view");
 }
 

@@ -158,7 +158,13 @@ fn imported_runs_record_what_they_are() {
     files.sort();
     assert_eq!(
         files,
-        ["config.json", "model.safetensors", "tokenizer.json"]
+        [
+            ".flm-lock",
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json"
+        ],
+        "the weights chosen, and the run lock the import held"
     );
 
     let flm = load_model(&import("flm.ckpt", WeightSet::Ema), &cpu_device()).unwrap();
