@@ -145,9 +145,29 @@ pub fn render_gif(
     {
         let mut encoder = gif::Encoder::new(&mut out, width as u16, height as u16, &[])?;
         encoder.set_repeat(gif::Repeat::Infinite)?;
+        let mut previous: Option<Vec<u8>> = None;
         for (index, frame) in shown.iter().enumerate() {
             let rgb = draw_frame(frame, trajectory, &mut cells, (width, height))?;
-            let mut gif_frame = gif::Frame::from_rgb_speed(width as u16, height as u16, &rgb, 10);
+            // Only the rectangle that changed since the previous frame is stored (the rest
+            // is kept on screen): late steps change a few tokens, so most frames shrink.
+            let region = previous
+                .as_deref()
+                .map_or(Some(Region::whole(width, height)), |before| {
+                    changed_region(before, &rgb, width, height)
+                })
+                .unwrap_or(Region {
+                    left: 0,
+                    top: 0,
+                    width: 1,
+                    height: 1,
+                });
+            let patch = region.crop(&rgb, width);
+            let mut gif_frame =
+                gif::Frame::from_rgb_speed(region.width as u16, region.height as u16, &patch, 10);
+            gif_frame.left = region.left as u16;
+            gif_frame.top = region.top as u16;
+            gif_frame.dispose = gif::DisposalMethod::Keep;
+            previous = Some(rgb);
             let last = index + 1 == shown.len();
             let ms = if last {
                 options.hold_ms
@@ -159,6 +179,65 @@ pub fn render_gif(
         }
     }
     Ok(out)
+}
+
+/// A rectangle of a frame, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Region {
+    left: u32,
+    top: u32,
+    width: u32,
+    height: u32,
+}
+
+impl Region {
+    fn whole(width: u32, height: u32) -> Self {
+        Self {
+            left: 0,
+            top: 0,
+            width,
+            height,
+        }
+    }
+
+    /// The region's pixels of an RGB image `image_width` wide.
+    fn crop(&self, rgb: &[u8], image_width: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity((self.width * self.height * 3) as usize);
+        for y in self.top..self.top + self.height {
+            let start = ((y * image_width + self.left) * 3) as usize;
+            out.extend_from_slice(&rgb[start..start + (self.width * 3) as usize]);
+        }
+        out
+    }
+}
+
+/// The smallest rectangle holding every pixel that differs between two RGB images of the
+/// same size; `None` when they are equal.
+fn changed_region(before: &[u8], after: &[u8], width: u32, height: u32) -> Option<Region> {
+    let (mut left, mut right, mut top, mut bottom) = (u32::MAX, 0, u32::MAX, 0);
+    for y in 0..height {
+        let row = (y * width * 3) as usize..((y + 1) * width * 3) as usize;
+        let (a, b) = (&before[row.clone()], &after[row]);
+        if a == b {
+            continue;
+        }
+        let first = (0..width).find(|&x| a[x as usize * 3..][..3] != b[x as usize * 3..][..3]);
+        let last = (0..width)
+            .rev()
+            .find(|&x| a[x as usize * 3..][..3] != b[x as usize * 3..][..3]);
+        if let (Some(first), Some(last)) = (first, last) {
+            left = left.min(first);
+            right = right.max(last);
+            top = top.min(y);
+            bottom = y;
+        }
+    }
+    (top != u32::MAX).then(|| Region {
+        left,
+        top,
+        width: right - left + 1,
+        height: bottom - top + 1,
+    })
 }
 
 /// `count` indices spread evenly over `0..len`, always ending at `len - 1`.
@@ -416,7 +495,9 @@ mod tests {
         let gif = render_gif(&trajectory(3), &text, &options).unwrap();
         let frames = decode(&gif);
         assert_eq!(frames.len(), 4);
-        assert!(frames.iter().all(|f| f.0 == 640 && f.1 > 60));
+        // The first frame is whole; later ones hold what changed.
+        assert!(frames[0].0 == 640 && frames[0].1 > 60, "{frames:?}");
+        assert!(frames.iter().all(|f| f.0 <= 640), "{frames:?}");
         assert_eq!(frames[0].2, 16);
         assert_eq!(frames[3].2, 250);
     }
@@ -450,6 +531,30 @@ mod tests {
         assert_eq!(lines[1][0], (3, MARGIN));
         let narrow = layout(&[0, 1, 0, 1, 0, 1], &mut cells, 240);
         assert!(narrow.len() >= 3, "{narrow:?}");
+    }
+
+    #[test]
+    fn only_the_changed_rectangle_is_stored() {
+        let (w, h) = (4, 3);
+        let before = vec![255u8; (w * h * 3) as usize];
+        assert_eq!(changed_region(&before, &before, w, h), None);
+        let mut after = before.clone();
+        for (x, y) in [(1, 0), (2, 2)] {
+            after[((y * w + x) * 3) as usize] = 0;
+        }
+        let region = changed_region(&before, &after, w, h).unwrap();
+        assert_eq!(
+            region,
+            Region {
+                left: 1,
+                top: 0,
+                width: 2,
+                height: 3
+            }
+        );
+        let patch = region.crop(&after, w);
+        assert_eq!(patch.len(), 2 * 3 * 3);
+        assert_eq!(patch[0], 0); // (1, 0) is the patch's first pixel
     }
 
     #[test]
