@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use eframe::egui;
-use egui_plot::{Line, Plot, PlotPoints, Points};
 
 use super::commands::{AppCommand, ViewContext};
 use super::dialogs::PickPurpose;
@@ -553,36 +552,72 @@ fn playback_bar(ui: &mut egui::Ui, playback: &mut Playback, main: &SampledModel)
     });
 }
 
+/// γ(τ) with the steps taken and the current one: painted directly, since a plot widget's
+/// layout (ticks, legend, interaction) cost about 2 ms a frame here while scrubbing, for a
+/// chart that never changes but for its marker.
 fn schedule_plot(ui: &mut egui::Ui, main: &SampledModel, step: usize) {
     let trajectory = &main.trajectory;
-    let visited: Vec<[f64; 2]> = trajectory
-        .taus
-        .iter()
-        .zip(&trajectory.gammas)
-        .map(|(&t, &g)| [t, g])
-        .collect();
-    Plot::new("schedule")
-        .height(160.0)
-        .x_axis_label("τ")
-        .y_axis_label("γ")
-        .allow_scroll(false)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .show(ui, |plot| {
-            plot.line(Line::new(
-                "γ(τ)",
-                PlotPoints::from(main.schedule_curve.clone()),
-            ));
-            plot.points(Points::new("steps", PlotPoints::from(visited)).radius(1.5));
-            plot.points(
-                Points::new(
-                    "current",
-                    PlotPoints::from(vec![[trajectory.taus[step], trajectory.gammas[step]]]),
-                )
-                .radius(5.0)
-                .color(style::VALID_CURVE),
-            );
-        });
+    let size = egui::vec2(ui.available_width(), 160.0);
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    response.widget_info(|| {
+        egui::WidgetInfo::labeled(egui::Role::Image, true, "time schedule gamma of tau")
+    });
+    let painter = ui.painter_at(rect);
+    let plot = egui::Rect::from_min_max(
+        rect.min + egui::vec2(28.0, 8.0),
+        rect.max - egui::vec2(8.0, 22.0),
+    );
+    let at = |tau: f64, gamma: f64| {
+        egui::pos2(
+            plot.left() + tau.clamp(0.0, 1.0) as f32 * plot.width(),
+            plot.bottom() - gamma.clamp(0.0, 1.0) as f32 * plot.height(),
+        )
+    };
+    let visuals = ui.visuals();
+    let axis = egui::Stroke::new(1.0, visuals.weak_text_color());
+    painter.line_segment([plot.left_bottom(), plot.right_bottom()], axis);
+    painter.line_segment([plot.left_bottom(), plot.left_top()], axis);
+    let font = egui::FontId::proportional(12.0);
+    let text = visuals.text_color();
+    let label = |pos: egui::Pos2, align: egui::Align2, s: &str| {
+        painter.text(pos, align, s, font.clone(), text);
+    };
+    label(
+        plot.left_bottom() + egui::vec2(0.0, 3.0),
+        egui::Align2::CENTER_TOP,
+        "0",
+    );
+    label(
+        plot.right_bottom() + egui::vec2(0.0, 3.0),
+        egui::Align2::CENTER_TOP,
+        "1",
+    );
+    label(
+        plot.center_bottom() + egui::vec2(0.0, 3.0),
+        egui::Align2::CENTER_TOP,
+        "τ",
+    );
+    label(
+        plot.left_top() - egui::vec2(6.0, 0.0),
+        egui::Align2::RIGHT_CENTER,
+        "1",
+    );
+    label(
+        plot.left_center() - egui::vec2(6.0, 0.0),
+        egui::Align2::RIGHT_CENTER,
+        "γ",
+    );
+    let curve: Vec<egui::Pos2> = main.schedule_curve.iter().map(|&[t, g]| at(t, g)).collect();
+    painter.add(egui::Shape::line(
+        curve,
+        egui::Stroke::new(1.5, style::TRAIN_CURVE),
+    ));
+    for (&tau, &gamma) in trajectory.taus.iter().zip(&trajectory.gammas) {
+        painter.circle_filled(at(tau, gamma), 1.5, text);
+    }
+    if let (Some(&tau), Some(&gamma)) = (trajectory.taus.get(step), trajectory.gammas.get(step)) {
+        painter.circle_filled(at(tau, gamma), 5.0, style::VALID_CURVE);
+    }
 }
 
 /// The second model at the same point of progress: its step whose share of the way matches.

@@ -398,7 +398,8 @@ fn wordpiece_json(size: usize) -> String {
 /// A model at the size of the paper's LM1B release (d 768, 12 blocks, 12 heads, V 30522,
 /// L 128; about 170M parameters), random weights in flm's own run layout: it loads and runs one
 /// forward pass on the CPU backend. Slow and memory-hungry, so run by hand:
-/// `/usr/bin/time -v cargo test --release --test e2e import::released_size -- --ignored`.
+/// `/usr/bin/time -v cargo test --release --test e2e import::released_size -- --ignored`
+/// (with `FLM_RELEASED_SIZE_RUN=DIR` the run is kept in DIR for `flm sample`).
 #[test]
 #[ignore]
 fn released_size_model_loads_and_runs_on_the_cpu() {
@@ -412,7 +413,10 @@ fn released_size_model_loads_and_runs_on_the_cpu() {
         cond_dim: 128,
         double_temb: false,
     };
-    let dir = temp_dir("released-size");
+    // FLM_RELEASED_SIZE_RUN=DIR keeps the run there, to time `flm sample` on it by hand.
+    let kept = std::env::var_os("FLM_RELEASED_SIZE_RUN").map(std::path::PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| temp_dir("released-size"));
+    std::fs::create_dir_all(&dir).unwrap();
     let started = std::time::Instant::now();
     {
         let config = model_config(&dims, 128);
@@ -469,5 +473,7 @@ fn released_size_model_loads_and_runs_on_the_cpu() {
     assert!(values.iter().all(|v| v.is_finite()));
     // Half a gigabyte: not left behind in the temp folder.
     drop(loaded);
-    std::fs::remove_dir_all(&dir).unwrap();
+    if kept.is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
