@@ -275,28 +275,16 @@ pub fn train(
         if step % settings.sample_every == 0
             && let Some(what) = objective.preview()
         {
-            let event = preview(&average, what, &data, step, &base_device);
+            let progress = (state.tokens_seen as f64, last_throughput);
+            let event = preview(&average, what, &data, (step, progress), &base_device);
             if let TrainEvent::Samples {
                 readability: Some(note),
                 ..
             } = &event
             {
-                let r = &note.measured;
-                let record = MetricLine {
-                    step,
-                    ..MetricLine::default()
-                }
-                .with_parts(
-                    "",
-                    &[
-                        ("sample_real_words", r.real_words.unwrap_or(0.0)),
-                        ("sample_entropy", r.entropy),
-                        ("data_entropy", r.data_entropy),
-                    ],
-                );
-                metrics_log::append(&run.metrics_path(), &record)?;
+                metrics_log::append(&run.metrics_path(), &readability_line(step, &note.measured))?;
             }
-            send(annotate(event, state.tokens_seen as f64, last_throughput));
+            send(event);
         }
         if step % settings.checkpoint_every == 0
             || last_checkpoint_time.elapsed().as_secs_f64() >= settings.checkpoint_secs
@@ -334,12 +322,13 @@ pub fn train(
 }
 
 /// Samples of the EMA weights with the model's own sampler; built-in tasks sample enough
-/// sequences for the valid fraction to mean something.
+/// sequences for the valid fraction to mean something. Text previews say how they read, and
+/// what that means after `tokens_seen` training tokens at `tokens_per_sec`.
 fn preview(
     model: &Dit,
     (kind, steps): (ModelKind, usize),
     data: &DataSource,
-    step: u64,
+    (step, (tokens_seen, tokens_per_sec)): (u64, (f64, f64)),
     device: &Device,
 ) -> TrainEvent {
     let generator = Generator {
@@ -366,14 +355,11 @@ fn preview(
                     .iter()
                     .flat_map(|batch| batch.chunks(data.seq_len()).map(<[u32]>::to_vec))
                     .collect();
+                let measured =
+                    Readability::measure(&generation.texts, &generation.tokens, lexicon, &held_out);
                 ReadabilityNote {
-                    measured: Readability::measure(
-                        &generation.texts,
-                        &generation.tokens,
-                        lexicon,
-                        &held_out,
-                    ),
-                    advice: String::new(),
+                    advice: measured.advice(tokens_seen, tokens_per_sec),
+                    measured,
                 }
             }),
             texts: generation.texts,
@@ -390,17 +376,20 @@ fn preview(
     }
 }
 
-/// Adds what the preview's readability means at this point of the run: `tokens_seen`
-/// training tokens so far at `tokens_per_sec`.
-fn annotate(mut event: TrainEvent, tokens_seen: f64, tokens_per_sec: f64) -> TrainEvent {
-    if let TrainEvent::Samples {
-        readability: Some(note),
-        ..
-    } = &mut event
-    {
-        note.advice = note.measured.advice(tokens_seen, tokens_per_sec);
+/// A preview's readability as a `metrics.jsonl` line, for curves drawn after the run.
+fn readability_line(step: u64, r: &Readability) -> MetricLine {
+    MetricLine {
+        step,
+        ..MetricLine::default()
     }
-    event
+    .with_parts(
+        "",
+        &[
+            ("sample_real_words", r.real_words.unwrap_or(0.0)),
+            ("sample_entropy", r.entropy),
+            ("data_entropy", r.data_entropy),
+        ],
+    )
 }
 
 /// How far through its limits this session is, in [0, 1): the larger of the step and time
