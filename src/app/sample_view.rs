@@ -100,6 +100,9 @@ impl SampleView {
                 self.sample_index = self
                     .sample_index
                     .min(result.main.texts.len().saturating_sub(1));
+                // A position past the new model's length has nothing to show.
+                let seq_len = result.main.trajectory.seq_len;
+                self.simplex_position = self.simplex_position.filter(|&p| p < seq_len);
                 self.result = Some(result);
                 self.generation += 1;
                 self.heat = None;
