@@ -2,13 +2,30 @@
 //! validation, sample previews and checkpoints as log lines above it; plain lines every few
 //! seconds when stderr is not a terminal.
 
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use flm::display::clock;
 use flm::train::TrainEvent;
 use flm::train::events::samples_headline;
+
+/// Says that the run's data is being prepared, with a ticking spinner on a terminal: a big
+/// text file takes minutes (a 100 MB file with BPE about three on two cores), and a silent
+/// terminal looks hung.
+pub fn preparing(out: &Path) -> ProgressBar {
+    eprintln!("preparing data in {} …", out.display());
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed} tokenizer and token ids (a big text file takes minutes; once)",
+        )
+        .expect("valid template"),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    spinner
+}
 
 /// Renders training events: a bar for steps (or minutes), log lines for the rest.
 pub struct ProgressView {

@@ -233,9 +233,10 @@ pub fn run_train(args: TrainArgs, autoregressive: bool) -> Result<()> {
         },
     };
     let device = pick_device(args.device.device)?;
-    eprintln!("preparing data in {} …", request.out.display());
-    let prepared = prepare_run(&request)?;
-    train_with_progress(prepared, device)
+    let spinner = super::progress::preparing(&request.out);
+    let prepared = prepare_run(&request);
+    spinner.finish_and_clear();
+    train_with_progress(prepared?, device)
 }
 
 /// DESIGN §6's default share of diagonal examples.
@@ -283,8 +284,12 @@ pub(super) fn train_with_progress(prepared: PreparedRun, device: ComputeDevice) 
         StopReason::TimeUp => "time budget used",
         StopReason::Interrupted => "interrupted",
     };
+    // Peak memory matters on big corpora (the whole token cache is in memory), so say it.
+    let memory = flm::train::throughput::peak_rss_mib()
+        .map(|mib| format!(", peak memory {mib:.0} MiB"))
+        .unwrap_or_default();
     eprintln!(
-        "done at step {} ({reason}); train loss {}, valid loss {}, {:.0} tokens/s",
+        "done at step {} ({reason}); train loss {}, valid loss {}, {:.0} tokens/s{memory}",
         summary.final_step,
         fmt_opt(summary.last_train_loss),
         fmt_opt(summary.last_valid_loss),

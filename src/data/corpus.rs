@@ -197,20 +197,76 @@ pub struct CorpusStats {
 impl CorpusStats {
     /// Computes the statistics of `text`, whose tokenization is `ids`.
     pub fn compute(text: &str, ids: &[u32], tokenizer: &TextTokenizer) -> Self {
-        let bytes = text.len() as u64;
-        let tokens = ids.len() as u64;
+        let mut counts = TokenCounts::new(tokenizer.vocab_size());
+        counts.add(ids);
+        Self::of_text(text).with_tokens(&counts, tokenizer)
+    }
+
+    /// The facts of the text alone; the token facts come from [`Self::with_tokens`]. Split so
+    /// a big corpus can be measured and dropped before its ids are loaded.
+    pub fn of_text(text: &str) -> Self {
         Self {
-            bytes,
+            bytes: text.len() as u64,
             chars: text.chars().count() as u64,
             lines: count_lines(text),
+            tokens: 0,
+            bytes_per_token: 0.0,
+            top_tokens: Vec::new(),
+        }
+    }
+
+    /// Adds the token count, compression and most frequent tokens.
+    pub fn with_tokens(self, counts: &TokenCounts, tokenizer: &TextTokenizer) -> Self {
+        let tokens = counts.total;
+        Self {
             tokens,
             bytes_per_token: if tokens == 0 {
                 0.0
             } else {
-                bytes as f64 / tokens as f64
+                self.bytes as f64 / tokens as f64
             },
-            top_tokens: most_frequent_tokens(ids, tokenizer, TOP_TOKEN_COUNT),
+            top_tokens: counts.most_frequent(tokenizer, TOP_TOKEN_COUNT),
+            ..self
         }
+    }
+}
+
+/// How often each id occurs, gathered piece by piece.
+#[derive(Debug, Clone)]
+pub struct TokenCounts {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl TokenCounts {
+    pub fn new(vocab_size: usize) -> Self {
+        Self {
+            counts: vec![0; vocab_size],
+            total: 0,
+        }
+    }
+
+    pub fn add(&mut self, ids: &[u32]) {
+        self.total += ids.len() as u64;
+        for &id in ids {
+            if let Some(count) = self.counts.get_mut(id as usize) {
+                *count += 1;
+            }
+        }
+    }
+
+    /// The `limit` most frequent ids (ties broken by id, for stable output).
+    fn most_frequent(&self, tokenizer: &TextTokenizer, limit: usize) -> Vec<(String, u64)> {
+        let mut ranked: Vec<(u32, u64)> = (0u32..)
+            .zip(self.counts.iter().copied())
+            .filter(|&(_, count)| count > 0)
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked
+            .into_iter()
+            .take(limit)
+            .map(|(id, count)| (tokenizer.token_text(id), count))
+            .collect()
     }
 }
 
@@ -219,30 +275,6 @@ fn count_lines(text: &str) -> u64 {
     let newlines = text.bytes().filter(|&b| b == b'\n').count() as u64;
     let unterminated_last_line = !text.is_empty() && !text.ends_with('\n');
     newlines + u64::from(unterminated_last_line)
-}
-
-/// The `limit` most frequent ids (ties broken by id, for stable output).
-fn most_frequent_tokens(
-    ids: &[u32],
-    tokenizer: &TextTokenizer,
-    limit: usize,
-) -> Vec<(String, u64)> {
-    let mut counts = vec![0u64; tokenizer.vocab_size()];
-    for &id in ids {
-        if let Some(count) = counts.get_mut(id as usize) {
-            *count += 1;
-        }
-    }
-    let mut ranked: Vec<(u32, u64)> = (0u32..)
-        .zip(counts)
-        .filter(|&(_, count)| count > 0)
-        .collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    ranked
-        .into_iter()
-        .take(limit)
-        .map(|(id, count)| (tokenizer.token_text(id), count))
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,20 +5,16 @@ use std::path::Path;
 
 use rand::Rng;
 
-use super::corpus::{CorpusStats, check_long_enough, load_text};
+use super::corpus::{CorpusStats, TokenCounts, check_long_enough, load_text};
 use super::tokenizer::{TextTokenizer, TokenizerKind};
 use super::words::Lexicon;
-use super::{DataError, fnv1a64, write_atomically};
+use super::{DataError, token_cache};
 
 /// File names inside a run directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TRAIN_CACHE_FILE: &str = "tokens-train.bin";
 pub const VALID_CACHE_FILE: &str = "tokens-valid.bin";
 
-/// Identifies flm token caches, with a version number for future formats.
-const CACHE_MAGIC: &[u8; 8] = b"FLMTOK1\0";
-/// Magic, tokenizer fingerprint, source length, source hash, token count.
-const CACHE_HEADER_BYTES: usize = 8 + 4 * 8;
 /// Share of the training tokens held out when no validation file is given.
 const HELD_OUT_PERCENT: usize = 5;
 
@@ -145,8 +141,7 @@ pub fn prepare_text_dataset(
     let (train_ids, valid_ids) = match spec.valid_path {
         Some(valid_path) => {
             let cache_path = run_dir.join(VALID_CACHE_FILE);
-            let valid_text = load_text(valid_path)?;
-            let valid_ids = cached_or_encoded_ids(&tokenizer, &valid_text, &cache_path)?;
+            let valid_ids = token_cache::ids_of(&tokenizer, load_text(valid_path)?, &cache_path)?;
             (train_ids, valid_ids)
         }
         None => hold_out_tail(train_ids, spec.seq_len)?,
@@ -162,17 +157,22 @@ pub fn prepare_text_dataset(
     })
 }
 
-/// Loads the training text, gets its tokenizer and ids, and computes its
-/// statistics and word list; the text is dropped on return so only the ids stay in memory.
+/// Loads the training text, gets its tokenizer and ids, and computes its statistics and word
+/// list. The text is dropped before the ids are read, so only one of them (the ids, up to 4×
+/// larger) is ever in memory in full.
 fn tokenize_training_file(
     spec: &TextDatasetSpec,
     run_dir: &Path,
 ) -> Result<(TextTokenizer, Vec<u32>, CorpusStats, Lexicon), DataError> {
     let text = load_text(spec.train_path)?;
     let tokenizer = load_or_train_tokenizer(spec, &text, run_dir)?;
-    let ids = cached_or_encoded_ids(&tokenizer, &text, &run_dir.join(TRAIN_CACHE_FILE))?;
-    let stats = CorpusStats::compute(&text, &ids, &tokenizer);
-    Ok((tokenizer, ids, stats, Lexicon::from_text(&text)))
+    let lexicon = Lexicon::from_text(&text);
+    let text_stats = CorpusStats::of_text(&text);
+    let ids = token_cache::ids_of(&tokenizer, text, &run_dir.join(TRAIN_CACHE_FILE))?;
+    let mut counts = TokenCounts::new(tokenizer.vocab_size());
+    counts.add(&ids);
+    let stats = text_stats.with_tokens(&counts, &tokenizer);
+    Ok((tokenizer, ids, stats, lexicon))
 }
 
 /// Reuses the run's tokenizer when there is one: a model trained with it
@@ -213,89 +213,6 @@ fn hold_out_tail(mut ids: Vec<u32>, seq_len: usize) -> Result<(Vec<u32>, Vec<u32
     let held_out = (ids.len() * HELD_OUT_PERCENT).div_ceil(100).max(seq_len);
     let valid = ids.split_off(ids.len() - held_out);
     Ok((ids, valid))
-}
-
-/// What a cache must match to be reused: same tokenizer, same source text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CacheKey {
-    tokenizer_fingerprint: u64,
-    source_len: u64,
-    source_hash: u64,
-}
-
-impl CacheKey {
-    fn of(tokenizer: &TextTokenizer, text: &str) -> Self {
-        Self {
-            tokenizer_fingerprint: tokenizer.fingerprint(),
-            source_len: text.len() as u64,
-            source_hash: fnv1a64(text.as_bytes()),
-        }
-    }
-}
-
-/// The ids of `text`, from the cache when it is valid, else freshly encoded
-/// and cached (encoding a big corpus takes far longer than hashing it).
-fn cached_or_encoded_ids(
-    tokenizer: &TextTokenizer,
-    text: &str,
-    cache_path: &Path,
-) -> Result<Vec<u32>, DataError> {
-    let key = CacheKey::of(tokenizer, text);
-    if let Some(ids) = read_token_cache(cache_path, key) {
-        return Ok(ids);
-    }
-    let ids = tokenizer.encode(text)?;
-    write_token_cache(cache_path, key, &ids)?;
-    Ok(ids)
-}
-
-/// Layout: magic, then little-endian u64s (fingerprint, source length, source
-/// hash, token count), then the ids as little-endian u32s.
-fn write_token_cache(path: &Path, key: CacheKey, ids: &[u32]) -> Result<(), DataError> {
-    let mut bytes = Vec::with_capacity(CACHE_HEADER_BYTES + 4 * ids.len());
-    bytes.extend_from_slice(CACHE_MAGIC);
-    for field in [
-        key.tokenizer_fingerprint,
-        key.source_len,
-        key.source_hash,
-        ids.len() as u64,
-    ] {
-        bytes.extend_from_slice(&field.to_le_bytes());
-    }
-    for id in ids {
-        bytes.extend_from_slice(&id.to_le_bytes());
-    }
-    write_atomically(path, &bytes)
-}
-
-/// The cached ids, or `None` when the cache is missing, stale or damaged
-/// (all of which just mean "encode again").
-fn read_token_cache(path: &Path, expected: CacheKey) -> Option<Vec<u32>> {
-    let bytes = std::fs::read(path).ok()?;
-    let (header, body) = bytes.split_at_checked(CACHE_HEADER_BYTES)?;
-    let (magic, fields) = header.split_at(CACHE_MAGIC.len());
-    if magic != CACHE_MAGIC {
-        return None;
-    }
-    let field = |i: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&fields[i * 8..(i + 1) * 8]);
-        u64::from_le_bytes(word)
-    };
-    let found = CacheKey {
-        tokenizer_fingerprint: field(0),
-        source_len: field(1),
-        source_hash: field(2),
-    };
-    let token_count = usize::try_from(field(3)).ok()?;
-    if found != expected || body.len() != token_count.checked_mul(4)? {
-        return None;
-    }
-    let ids = body
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Some(ids)
 }
 
 #[cfg(test)]
@@ -444,7 +361,7 @@ mod tests {
         let rebuilt = std::fs::read(&cache).unwrap();
         assert_eq!(
             rebuilt.len(),
-            CACHE_HEADER_BYTES + 4 * first.stats.tokens as usize
+            token_cache::HEADER_BYTES + 4 * first.stats.tokens as usize
         );
     }
 
@@ -462,26 +379,6 @@ mod tests {
             second.tokenizer.fingerprint(),
             first.tokenizer.fingerprint()
         );
-    }
-
-    #[test]
-    fn cache_round_trips_and_rejects_other_keys() {
-        let dir = unique_temp_dir("ds-cache");
-        let path = dir.join("cache.bin");
-        let key = CacheKey {
-            tokenizer_fingerprint: 1,
-            source_len: 2,
-            source_hash: 3,
-        };
-        write_token_cache(&path, key, &[5, 6, u32::MAX]).unwrap();
-        assert_eq!(read_token_cache(&path, key), Some(vec![5, 6, u32::MAX]));
-        let other = CacheKey {
-            tokenizer_fingerprint: 9,
-            ..key
-        };
-        assert_eq!(read_token_cache(&path, other), None);
-        std::fs::write(&path, b"FLMTOK1\0short").unwrap();
-        assert_eq!(read_token_cache(&path, key), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::DataError;
-use super::corpus::{CorpusStats, load_text};
+use super::corpus::{CorpusStats, TokenCounts, load_text};
 use super::tasks::BuiltinTask;
 use super::tokenizer::{TextTokenizer, TokenizerKind};
 use crate::rng::stream_rng;
@@ -67,14 +67,19 @@ fn preview_file(
 ) -> Result<DataPreview, DataError> {
     let text = load_text(path)?;
     let tokenizer = TextTokenizer::train(kind, &text, vocab_size)?;
-    let ids = tokenizer.encode(&text)?;
+    // Counted piece by piece: a big file's ids would outweigh the text itself.
+    let mut counts = TokenCounts::new(tokenizer.vocab_size());
+    tokenizer.encode_in_pieces(&text, |ids| {
+        counts.add(ids);
+        Ok(())
+    })?;
     Ok(DataPreview {
         source: path.display().to_string(),
         description: format!(
             "text file, {kind} tokenizer with {} tokens",
             tokenizer.vocab_size()
         ),
-        stats: CorpusStats::compute(&text, &ids, &tokenizer),
+        stats: CorpusStats::of_text(&text).with_tokens(&counts, &tokenizer),
         excerpt: excerpt(&text),
         tokenizer,
     })

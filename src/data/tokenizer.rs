@@ -29,9 +29,10 @@ mod pretrained;
 /// Target size of the pieces large texts are cut into, so `encode_batch` can
 /// spread them over threads and the char model never sees one giant "word".
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks encoded per `encode_batch` call: bounds the memory held in
-/// `Encoding`s (which are far larger than the ids) for huge corpora.
-const CHUNKS_PER_BATCH: usize = 32;
+/// Chunks encoded per `encode_batch` call, per thread: enough to keep every thread busy, few
+/// enough to bound the memory held in `Encoding`s. Those are ~80 bytes per token (offsets,
+/// token strings, masks), so 32 chunks of 64 KiB held ~160 MB while the ids took 8 MB.
+const CHUNKS_PER_THREAD: usize = 2;
 /// The char tokenizer's stand-in for characters outside its vocabulary.
 const UNK_TOKEN: &str = "<unk>";
 /// Specials plus `<unk>`: the ids a char tokenizer uses before its characters.
@@ -184,18 +185,33 @@ impl TextTokenizer {
     /// Encodes without adding specials. Large texts are cut into chunks at
     /// line ends and encoded in parallel; the ids still decode to `text`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
-        let chunks = split_into_chunks(text, CHUNK_BYTES);
         let mut ids = Vec::with_capacity(text.len() / 3);
-        for batch in chunks.chunks(CHUNKS_PER_BATCH) {
+        self.encode_in_pieces(text, |piece| {
+            ids.extend_from_slice(piece);
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// Encodes like [`Self::encode`] but hands the ids to `sink` piece by piece, in order, so
+    /// a big corpus can be counted or written out without ever holding all of its ids.
+    pub fn encode_in_pieces(
+        &self,
+        text: &str,
+        mut sink: impl FnMut(&[u32]) -> Result<(), DataError>,
+    ) -> Result<(), DataError> {
+        let chunks = split_into_chunks(text, CHUNK_BYTES);
+        let per_batch = CHUNKS_PER_THREAD * rayon::current_num_threads().clamp(1, 16);
+        for batch in chunks.chunks(per_batch) {
             let encodings = self
                 .inner
                 .encode_batch_fast(batch.to_vec(), false)
                 .map_err(|err| DataError::Tokenizer(err.to_string()))?;
             for encoding in &encodings {
-                ids.extend_from_slice(encoding.get_ids());
+                sink(encoding.get_ids())?;
             }
         }
-        Ok(ids)
+        Ok(())
     }
 
     /// Turns ids back into text. Specials are skipped; `<unk>` and ids outside

@@ -423,3 +423,58 @@ fn a_relative_data_path_is_recorded_absolute_so_the_run_resumes_from_elsewhere()
         "{text}"
     );
 }
+
+/// The peak memory `flm train` reports at the end, in MiB.
+fn reported_peak_mib(output: &Output) -> f64 {
+    let err = stderr(output);
+    assert!(output.status.success(), "{err}");
+    let tail = err
+        .rsplit_once("peak memory ")
+        .unwrap_or_else(|| panic!("no peak memory in:\n{err}"))
+        .1;
+    tail.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Issue 17: a char-level corpus used to be in memory three times over at its peak (text, ids
+/// and a byte copy of the ids for the cache: about 9× the file). Now the text is dropped
+/// before the ids are read back from the cache, so the corpus adds about its ids alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_big_corpus_costs_about_its_token_ids_in_memory() {
+    let dir = temp_dir("big-corpus-memory");
+    let sonnets = fs::read_to_string(sonnets()).unwrap();
+    let big = dir.join("big.txt");
+    fs::write(&big, sonnets.repeat(300)).unwrap();
+    let small = dir.join("small.txt");
+    fs::write(&small, &sonnets).unwrap();
+    let train = |data: &Path, out: &str| {
+        flm(&[
+            "train",
+            "--data",
+            path(data),
+            "--out",
+            path(&dir.join(out)),
+            "--tokenizer",
+            "char",
+            "--preset",
+            "micro",
+            "--seq-len",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+        ])
+    };
+    let baseline = reported_peak_mib(&train(&small, "small"));
+    let peak = reported_peak_mib(&train(&big, "big"));
+    let cache_mib = fs::metadata(dir.join("big").join("tokens-train.bin")).unwrap().len() as f64
+        / (1 << 20) as f64;
+    let extra = peak - baseline;
+    assert!(
+        extra < 1.6 * cache_mib,
+        "the {cache_mib:.0} MiB of ids cost {extra:.0} MiB more than a small file ({baseline:.0} MiB)"
+    );
+}
