@@ -384,6 +384,8 @@ pub struct SampleRequest {
     /// `___` is one generated token, everything after the text is generated); tokenized with
     /// each model's own tokenizer. Empty: unconditioned.
     pub prompt: String,
+    /// Pull toward the fixed text ([`crate::flow::Clamped::guidance`]).
+    pub guidance: f64,
 }
 
 /// Candidates per position kept in the trajectory: what the bars and tooltips show.
@@ -478,6 +480,7 @@ fn sample_model(
         decoding: request.decoding,
         conditioning: Conditioning::template(&loaded.tokenizer, &request.prompt)
             .map_err(|e| format!("{}: {e}", dir.display()))?,
+        guidance: request.guidance,
     };
     let tokenizer = &loaded.tokenizer;
     let generator = Generator {

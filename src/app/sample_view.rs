@@ -34,6 +34,8 @@ pub struct SampleView {
     /// Fixed text in template syntax: each `___` is one generated token, and everything after
     /// the text is generated. Empty: unconditioned.
     pub prompt: String,
+    /// Pull of the free positions toward the prompt ([`crate::flow::Clamped::guidance`]).
+    pub guidance: f64,
     pub compare: bool,
     pub compare_model: Option<PathBuf>,
     pub compare_steps: usize,
@@ -62,6 +64,7 @@ impl Default for SampleView {
             decoding: Decoding::TEXT_DEFAULT,
             decoding_chosen: false,
             prompt: String::new(),
+            guidance: crate::generate::DEFAULT_GUIDANCE,
             compare: false,
             compare_model: None,
             compare_steps: 1,
@@ -143,6 +146,7 @@ impl SampleView {
             },
             decoding: self.decoding,
             prompt: self.prompt.clone(),
+            guidance: self.guidance,
         })
     }
 
@@ -345,6 +349,18 @@ impl SampleView {
             .on_hover_text(
                 "Text every sample starts with; the rest is generated. Each ___ (three underscores) is one token to fill in, e.g. \"the ___ ___ sat\". Fixed tokens have a teal box.",
             );
+            ui.add_enabled_ui(!state.prompt.is_empty(), |ui| {
+                labelled(
+                    ui,
+                    "guidance",
+                    egui::DragValue::new(&mut state.guidance)
+                        .range(0.0..=crate::generate::MAX_GUIDANCE)
+                        .speed(0.1),
+                )
+                .on_hover_text(
+                    "How hard the generated tokens are pulled toward the fixed text (through the gradient of the model's probability of it). 0 only clamps the fixed tokens, which barely steers the rest; each step then costs about 3× as much.",
+                );
+            });
         });
         if state.one_step_with_prompt() {
             ui.colored_label(

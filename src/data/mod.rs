@@ -6,7 +6,7 @@ pub mod dataset;
 pub mod preview;
 pub mod source;
 pub mod tasks;
-mod token_cache;
+pub(crate) mod token_cache;
 pub mod tokenizer;
 pub mod words;
 

@@ -147,7 +147,12 @@ impl CacheWriter {
         };
         let mut header = Vec::with_capacity(HEADER_BYTES);
         header.extend_from_slice(MAGIC);
-        for field in [key.tokenizer_fingerprint, key.source_len, key.source_hash, 0] {
+        for field in [
+            key.tokenizer_fingerprint,
+            key.source_len,
+            key.source_hash,
+            0,
+        ] {
             header.extend_from_slice(&field.to_le_bytes());
         }
         writer.write(&header)?;

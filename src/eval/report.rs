@@ -171,6 +171,7 @@ pub fn evaluate_samplers(
             trajectory_top_k: 0,
             decoding: settings.decoding,
             conditioning: Default::default(),
+            guidance: 0.0,
         };
         let generation = generator.generate_all(&request, device)?;
         let mut batch_secs: Vec<f64> = generation.batches.iter().map(|&(_, s)| s).collect();

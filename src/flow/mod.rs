@@ -13,7 +13,7 @@ pub mod trajectory;
 
 pub use decoding::Decoding;
 pub use sampler::{
-    SampleOutput, SamplerKind, SamplerSettings, euler_sample, flow_map_sample, sample,
+    Clamped, SampleOutput, SamplerKind, SamplerSettings, euler_sample, flow_map_sample, sample,
     sample_conditioned, sample_observed, sample_with,
 };
 pub use schedule::{Schedule, ScheduleError};

@@ -33,6 +33,26 @@ pub struct SamplerSettings {
     pub decoding: Decoding,
 }
 
+/// Positions a person fixed (a prompt or a template) and how hard the free positions are
+/// pulled toward them; see [`sample_conditioned`].
+#[derive(Debug, Clone, Copy)]
+pub struct Clamped<'a> {
+    /// `tokens[i] = Some(id)` fixes position `i`; `None`, and every position past the end,
+    /// is generated.
+    pub tokens: &'a [Option<u32>],
+    /// Guidance strength λ ≥ 0: each step (but the last) moves the free positions by
+    /// `λ·Δγ·∇_z log p(fixed tokens at their positions | z)`. 0 is clamping alone.
+    pub guidance: f64,
+}
+
+impl Clamped<'_> {
+    /// Nothing fixed.
+    pub const NONE: Clamped<'static> = Clamped {
+        tokens: &[],
+        guidance: 0.0,
+    };
+}
+
 /// Which sampler to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplerKind {
@@ -217,30 +237,49 @@ pub fn sample_observed(
     device: &Device,
     on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
 ) -> Option<SampleOutput> {
-    sample_conditioned(model, kind, schedule, settings, &[], path, device, on_step)
+    sample_conditioned(
+        model,
+        kind,
+        schedule,
+        settings,
+        Clamped::NONE,
+        path,
+        device,
+        on_step,
+    )
 }
 
-/// [`sample_observed`] with some positions fixed by the person: `fixed[i] = Some(token)`
-/// clamps position `i` of every sequence, after every step, to the forward process of its
-/// token at the γ the step ends at, `(1−γ)·ε + γ·onehot(token)` with the starting noise ε of
-/// that position (after the last step, γ = 1: the token itself). Only the free positions
-/// (`None`, and every position past the end of `fixed`) follow the sampler; the network sees
-/// the fixed ones at every call but the first, which is at γ = 0 where they are pure noise —
-/// so a 1-step run generates its free positions without seeing them. The clamp is applied to
-/// the state tensor on the device after the step, whichever path (kernel or reference) made
-/// it, and the fixed tokens are written into the decoded output, whatever the decoding.
+/// [`sample_observed`] with some positions fixed by the person (`clamped.tokens`). After every
+/// step each fixed position is clamped to the forward process of its token at the γ the step
+/// ends at, `(1−γ)·ε + γ·onehot(token)` with the starting noise ε of that position (after the
+/// last step, γ = 1: the token itself). The free positions follow the sampler plus, with
+/// `clamped.guidance` λ > 0, the gradient of the log probability the model gives the fixed
+/// tokens at their positions ([`Guide`]).
+///
+/// Why guidance: a clamped position is one weak voice among many noisy ones, and the free
+/// positions settle early (on `builtin:repeat` a one-letter prompt alone gave 3 of 64 samples
+/// of that letter at 8 steps; with λ = 8, 128 of 128). The first call is at γ = 0, where
+/// fixed positions are pure noise and the gradient through them is zero, so a 1-step run
+/// generates its free positions without seeing them. The clamp acts on the state tensor
+/// after the step, whichever path (kernel or reference) made it, and the fixed tokens are
+/// written into the decoded output, whatever the decoding.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_conditioned(
     model: &Dit,
     kind: SamplerKind,
     schedule: &Schedule,
     settings: &SamplerSettings,
-    fixed: &[Option<u32>],
+    clamped: Clamped,
     path: KernelPath,
     device: &Device,
     on_step: &mut dyn FnMut(usize) -> ControlFlow<()>,
 ) -> Option<SampleOutput> {
     assert!(settings.steps >= 1, "at least one step");
+    let fixed = clamped.tokens;
+    assert!(
+        clamped.guidance.is_finite() && clamped.guidance >= 0.0,
+        "guidance must be finite and ≥ 0"
+    );
     assert!(
         fixed.len() <= settings.seq_len,
         "{} fixed positions in sequences of {}",
@@ -258,9 +297,26 @@ pub fn sample_conditioned(
     let mut recorder = TrajectoryRecorder::new(settings, vocab, kind.name(), kind.eta() as f32);
     let mut z = initial_noise(settings, vocab, device);
     let clamp = Clamp::new(fixed, &z);
+    let guidance = clamped.guidance;
+    let guide = clamp
+        .as_ref()
+        .filter(|_| guidance > 0.0)
+        .map(|clamp| Guide::new(model, clamp, device));
     for (i, step) in plan(kind, schedule, settings.steps).iter().enumerate() {
         let full = |value: f64| Tensor::<1>::full([settings.batch], value as f32, device);
-        let logits = model.forward(z.clone(), full(step.tau), step.target_tau.map(full));
+        let last = step.keep == 0.0;
+        let (logits, pull) = match &guide {
+            Some(guide) if !last => {
+                let (logits, gradient) =
+                    guide.forward(z.clone(), full(step.tau), step.target_tau.map(full));
+                let scale = guidance * (step.next_gamma - step.gamma);
+                (logits, Some(gradient * scale as f32))
+            }
+            _ => (
+                model.forward(z.clone(), full(step.tau), step.target_tau.map(full)),
+                None,
+            ),
+        };
         let coefficients = StepCoefficients {
             keep: step.keep as f32,
             moved: step.moved as f32,
@@ -270,9 +326,13 @@ pub fn sample_conditioned(
         };
         let output = sampler_step(logits, z, coefficients, recorder.top_k(), path);
         recorder.record(output.stats, step.tau, step.gamma);
-        z = match &clamp {
-            Some(clamp) => clamp.apply(output.z_next, step.next_gamma),
+        let z_next = match pull {
+            Some(pull) => output.z_next + pull,
             None => output.z_next,
+        };
+        z = match &clamp {
+            Some(clamp) => clamp.apply(z_next, step.next_gamma),
+            None => z_next,
         };
         if on_step(i + 1).is_break() {
             return None;
@@ -360,6 +420,54 @@ impl Clamp {
             IndexingUpdateOp::Add,
         );
         z * self.free.clone() + placed
+    }
+}
+
+/// Guidance toward the fixed tokens: the gradient, with respect to the state, of the log
+/// probability the model gives the fixed tokens at their own positions, the model itself
+/// acting as the classifier of classifier guidance. It tells each free position which way
+/// makes the prompt more likely. Costs a backward pass per step (about 3× a plain call).
+struct Guide {
+    /// The model on the autodiff device (its own copy of the weights).
+    model: Dit,
+    positions: Tensor<1, Int>,
+    onehot: Tensor<3>,
+    free: Tensor<3>,
+}
+
+impl Guide {
+    fn new(model: &Dit, clamp: &Clamp, device: &Device) -> Self {
+        use burn::module::Module;
+        Self {
+            model: model.clone().fork(&device.clone().autodiff()),
+            positions: clamp.positions.clone(),
+            onehot: clamp.onehot.clone(),
+            free: clamp.free.clone(),
+        }
+    }
+
+    /// The logits at `z` (without autodiff) and the gradient, zero at the fixed positions.
+    fn forward(
+        &self,
+        z: Tensor<3>,
+        tau: Tensor<1>,
+        target: Option<Tensor<1>>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let input = Tensor::from_inner(z).require_grad();
+        let logits = self.model.forward(
+            input.clone(),
+            Tensor::from_inner(tau),
+            target.map(Tensor::from_inner),
+        );
+        let plain = logits.clone().inner();
+        let at_fixed =
+            burn::tensor::activation::log_softmax(logits.select(1, self.positions.clone()), 2);
+        let log_p = (at_fixed * Tensor::from_inner(self.onehot.clone())).sum();
+        let grads = log_p.backward();
+        let gradient = input
+            .grad(&grads)
+            .expect("the state takes part in the forward pass");
+        (plain, gradient * self.free.clone())
     }
 }
 
@@ -596,6 +704,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn guidance_is_the_gradient_of_the_fixed_tokens_log_probability() {
+        let device = cpu_device();
+        let (vocab, len) = (7, 5);
+        let config = crate::model::tests_support::small_config(vocab, len);
+        let model = crate::model::tests_support::perturbed(Dit::new(&config, 3, &device), 2);
+        let z = Tensor::<3>::from_data(
+            TensorData::new(
+                (0..len * vocab)
+                    .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.2)
+                    .collect::<Vec<_>>(),
+                [1, len, vocab],
+            ),
+            &device,
+        );
+        let fixed = [None, Some(4)];
+        let clamp = Clamp::new(&fixed, &z).unwrap();
+        let guide = Guide::new(&model, &clamp, &device);
+        let tau = || Tensor::<1>::full([1], 0.4, &device);
+        let (logits, gradient) = guide.forward(z.clone(), tau(), None);
+        let plain = model.forward(z.clone(), tau(), None);
+        assert!(
+            read(logits.clone())
+                .iter()
+                .zip(read(plain))
+                .all(|(a, b)| (a - b).abs() < 1e-5)
+        );
+        let gradient = read(gradient);
+        let at = |position: usize, token: usize| gradient[position * vocab + token];
+        assert!(
+            (0..vocab).all(|token| at(1, token) == 0.0),
+            "fixed position: {gradient:?}"
+        );
+        // A finite difference along the gradient raises log p(token 4 at position 1).
+        let log_p = |state: Tensor<3>| {
+            let logits = model.forward(state, tau(), None);
+            let log_probs = burn::tensor::activation::log_softmax(logits, 2);
+            read(log_probs)[vocab + 4]
+        };
+        let norm: f32 = gradient.iter().map(|g| g * g).sum::<f32>().sqrt();
+        assert!(
+            norm > 1e-6,
+            "the free positions move the fixed token's probability"
+        );
+        let step = Tensor::<3>::from_data(
+            TensorData::new(
+                gradient.iter().map(|g| g / norm * 1e-2).collect::<Vec<_>>(),
+                [1, len, vocab],
+            ),
+            &device,
+        );
+        let (before, after) = (log_p(z.clone()), log_p(z + step));
+        let expected = 1e-2 * norm;
+        assert!(
+            ((after - before) - expected).abs() < 0.2 * expected,
+            "log p rose by {} where the gradient says {expected}",
+            after - before
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 mod export;
 mod forward;
 pub mod official;
-mod source;
+pub(crate) mod source;
 
 use std::fs;
 use std::path::{Path, PathBuf};

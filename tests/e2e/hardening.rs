@@ -470,7 +470,9 @@ fn a_big_corpus_costs_about_its_token_ids_in_memory() {
     };
     let baseline = reported_peak_mib(&train(&small, "small"));
     let peak = reported_peak_mib(&train(&big, "big"));
-    let cache_mib = fs::metadata(dir.join("big").join("tokens-train.bin")).unwrap().len() as f64
+    let cache_mib = fs::metadata(dir.join("big").join("tokens-train.bin"))
+        .unwrap()
+        .len() as f64
         / (1 << 20) as f64;
     let extra = peak - baseline;
     assert!(

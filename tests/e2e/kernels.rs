@@ -245,7 +245,11 @@ fn samplers_with_and_without_kernels_agree() {
                 kind,
                 &schedule,
                 &settings,
-                &fixed,
+                // Guidance too: its gradient is the same whichever path makes the step.
+                flm::flow::Clamped {
+                    tokens: &fixed,
+                    guidance: 4.0,
+                },
                 path,
                 &device,
                 on_step,
