@@ -26,31 +26,31 @@ click 150 44; click 133 "$(row 0)"            # model: austen-flm
 set_value 356 44 256                            # steps
 click 15 67                                     # compare with …
 click 215 67; click 200 "$(( $(row 1) + 23 ))" # … austen-fmlm
-click 50 90 0                                   # Generate
+click 50 113 0                                   # Generate
 sleep 60
 defocus
 shot "$OUT/sample-austen-final.png"
 # Playback at the default 12 steps/s: 21 s of animation; frame times over 10 s of it.
-click 70 122 1
+click 70 145 1
 p0=$(now); sleep 10; p1=$(now)
-click 70 122 0.5                                # pause
+click 70 145 0.5                                # pause
 # Scrub: drag the knob over all 256 steps and back, as fast as events come.
-click 22 122                                    # first step
-s0=$(now); drag_x 112 122 680 0; drag_x 786 122 -680 0; s1=$(now)
+click 22 145                                    # first step
+s0=$(now); drag_x 112 145 680 0; drag_x 786 145 -680 0; s1=$(now)
 # A step in the middle of the denoising, with the candidates of one token.
-drag_x 112 122 300
-xdotool mousemove 200 174; sleep 1.5
+drag_x 112 145 300
+xdotool mousemove 200 197; sleep 1.5
 shot "$OUT/sample-austen-midway.png"
 
 # --- Sample: builtin:repeat, FLM 32 steps beside its FMLM in 1 step.
 click 150 44; click 133 "$(row 2)"            # model: repeat-flm
 set_value 356 44 32
 click 215 67; click 200 "$(( $(row 3) + 23 ))" # compare: repeat-fmlm
-click 50 90 0
+click 50 113 0
 sleep 15
 defocus
-drag_x 786 122 -300
-xdotool mousemove 300 174; sleep 1.5
+drag_x 786 145 -300
+xdotool mousemove 300 197; sleep 1.5
 shot "$OUT/sample-repeat-midway.png"
 
 # --- Checkpoints: the Austen FLM's settings and curves.

@@ -49,12 +49,12 @@ shot "$OUT/06-distilled.png"
 
 # 4. Sample: the FLM in 32 steps beside its FMLM in 1 step, from the same noise.
 tab_sample
-click 50 90 0
+click 50 113 0
 sleep 15
 shot "$OUT/07-sample-end.png"
 # Scrub: drag the slider knob from the last step to the first, then play with Space.
 defocus
-s0=$(now); drag_x 786 122 -680 0; s1=$(now)
+s0=$(now); drag_x 786 145 -680 0; s1=$(now)
 shot "$OUT/08-sample-start.png"
 defocus
 xdotool key space
