@@ -56,6 +56,29 @@ fn trained_run(name: &str) -> PathBuf {
     out
 }
 
+/// `flm train` of a micro char-level model on a text file, on the CPU.
+fn micro_text_training<'a>(data: &'a str, out: &'a str, steps: &'a str) -> [&'a str; 17] {
+    [
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--tokenizer",
+        "char",
+        "--preset",
+        "micro",
+        "--seq-len",
+        "32",
+        "--batch",
+        "4",
+        "--steps",
+        steps,
+        "--device",
+        "cpu",
+    ]
+}
+
 fn edit_config(run: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let file = run.join("config.json");
     let mut config: serde_json::Value =
@@ -372,28 +395,7 @@ fn checkpoint_io_errors_print_the_os_error_once() {
 fn a_relative_data_path_is_recorded_absolute_so_the_run_resumes_from_elsewhere() {
     let dir = temp_dir("relative-data");
     fs::copy(sonnets(), dir.join("corpus.txt")).unwrap();
-    let train = flm_in(
-        &dir,
-        &[
-            "train",
-            "--data",
-            "corpus.txt",
-            "--out",
-            "run",
-            "--tokenizer",
-            "char",
-            "--preset",
-            "micro",
-            "--seq-len",
-            "32",
-            "--batch",
-            "4",
-            "--steps",
-            "2",
-            "--device",
-            "cpu",
-        ],
-    );
+    let train = flm_in(&dir, &micro_text_training("corpus.txt", "run", "2"));
     assert!(train.status.success(), "{}", stderr(&train));
     let run = dir.join("run");
     let config: serde_json::Value =
@@ -447,27 +449,8 @@ fn a_big_corpus_costs_about_its_token_ids_in_memory() {
     fs::write(&big, sonnets.repeat(300)).unwrap();
     let small = dir.join("small.txt");
     fs::write(&small, &sonnets).unwrap();
-    let train = |data: &Path, out: &str| {
-        flm(&[
-            "train",
-            "--data",
-            path(data),
-            "--out",
-            path(&dir.join(out)),
-            "--tokenizer",
-            "char",
-            "--preset",
-            "micro",
-            "--seq-len",
-            "32",
-            "--batch",
-            "2",
-            "--steps",
-            "1",
-            "--device",
-            "cpu",
-        ])
-    };
+    let train =
+        |data: &Path, out: &str| flm(&micro_text_training(path(data), path(&dir.join(out)), "1"));
     let baseline = reported_peak_mib(&train(&small, "small"));
     let peak = reported_peak_mib(&train(&big, "big"));
     let cache_mib = fs::metadata(dir.join("big").join("tokens-train.bin"))
