@@ -21,7 +21,7 @@ pub fn standard_normal(rng: &mut ChaCha8Rng, count: usize) -> Vec<f32> {
         .collect::<Vec<f32>>()
 }
 
-/// A 32-bit integer permutation (xor-shift-multiply), the mixing step of [`counter_hash`].
+/// A 32-bit integer permutation (xor-shift-multiply), the mixing step of the counter-based hash.
 fn mix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb_352d);
@@ -30,49 +30,70 @@ fn mix32(mut x: u32) -> u32 {
     x ^ (x >> 16)
 }
 
-/// Counter-based hash of `(seed, counter, lane)`: any element of a noise stream can be made
-/// independently, on the host or in a shader (`shaders/sampler_step.wgsl` has the same
-/// function; the two must agree bit for bit).
-fn counter_hash(seed: u64, counter: u64, lane: u32) -> u32 {
-    let mut h = mix32(seed as u32 ^ 0x9e37_79b9);
-    h = mix32(h ^ (seed >> 32) as u32);
-    h = mix32(h ^ counter as u32);
-    h = mix32(h ^ (counter >> 32) as u32);
-    mix32(h ^ lane)
+/// Counter-based noise of one seed: a hash of `(seed, counter, lane)` makes any element of a
+/// stream independently, on the host or in a shader (`shaders/counter_rng.wgsl` has the same
+/// function; the two must agree bit for bit). The seed's share of the hash is mixed once.
+#[derive(Clone, Copy)]
+struct CounterStream {
+    seed_state: u32,
+    counter: u64,
 }
 
-/// Element `index` of the standard normal stream `(seed, counter)`: Box–Muller on two 24-bit
-/// uniforms, in f32 as the shader computes it (`shaders/counter_rng.wgsl`). Elements 2i and
-/// 2i+1 are the cosine and sine halves of one pair of hashes.
-pub fn counter_normal(seed: u64, counter: u64, index: u32) -> f32 {
-    let counter = counter ^ (index >> 1) as u64;
-    let a = counter_hash(seed, counter, 0);
-    let b = counter_hash(seed, counter, 1);
-    let u1 = ((a >> 8) as f32 + 1.0) / 16_777_216.0;
-    let u2 = (b >> 8) as f32 / 16_777_216.0;
-    let (radius, angle) = ((-2.0 * u1.ln()).sqrt(), std::f32::consts::TAU * u2);
-    if index & 1 == 0 {
-        radius * angle.cos()
-    } else {
-        radius * angle.sin()
+impl CounterStream {
+    fn new(seed: u64, counter: u64) -> Self {
+        let seed_state = mix32(mix32(seed as u32 ^ 0x9e37_79b9) ^ (seed >> 32) as u32);
+        Self {
+            seed_state,
+            counter,
+        }
     }
-}
 
-/// Elements `0..count` of the stream `(seed, counter)`.
-pub fn counter_normals(seed: u64, counter: u64, count: usize) -> Vec<f32> {
-    let mut values = Vec::with_capacity(count);
-    for pair in 0..count.div_ceil(2) as u32 {
-        let counter = counter ^ pair as u64;
-        let a = counter_hash(seed, counter, 0);
-        let b = counter_hash(seed, counter, 1);
+    fn hash(self, counter: u64, lane: u32) -> u32 {
+        let h = mix32(self.seed_state ^ counter as u32);
+        mix32(mix32(h ^ (counter >> 32) as u32) ^ lane)
+    }
+
+    /// Pair `pair` of the stream: Box–Muller on two 24-bit uniforms, in f32 as the shader
+    /// computes it (`shaders/counter_rng.wgsl`); elements 2i and 2i+1 are its cosine and sine.
+    fn pair(self, pair: u32) -> (f32, f32) {
+        let counter = self.counter ^ pair as u64;
+        let a = self.hash(counter, 0);
+        let b = self.hash(counter, 1);
         let u1 = ((a >> 8) as f32 + 1.0) / 16_777_216.0;
         let u2 = (b >> 8) as f32 / 16_777_216.0;
         let (radius, angle) = ((-2.0 * u1.ln()).sqrt(), std::f32::consts::TAU * u2);
-        values.push(radius * angle.cos());
-        if values.len() < count {
-            values.push(radius * angle.sin());
-        }
+        (radius * angle.cos(), radius * angle.sin())
     }
+}
+
+/// Element `index` of the standard normal stream `(seed, counter)` (see [`counter_normals`]).
+pub fn counter_normal(seed: u64, counter: u64, index: u32) -> f32 {
+    let (cos, sin) = CounterStream::new(seed, counter).pair(index >> 1);
+    if index & 1 == 0 { cos } else { sin }
+}
+
+/// Elements drawn by one thread at a time (even, so chunks hold whole pairs).
+const NORMALS_PER_TASK: usize = 16 * 1024;
+
+/// Elements `0..count` of the stream `(seed, counter)`, drawn in parallel: a training step
+/// needs B·L·V of them, millions at V = 1024.
+pub fn counter_normals(seed: u64, counter: u64, count: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let stream = CounterStream::new(seed, counter);
+    let mut values = vec![0f32; count];
+    values
+        .par_chunks_mut(NORMALS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            let first_pair = task * NORMALS_PER_TASK / 2;
+            for (offset, out) in chunk.chunks_mut(2).enumerate() {
+                let (cos, sin) = stream.pair((first_pair + offset) as u32);
+                out[0] = cos;
+                if let Some(second) = out.get_mut(1) {
+                    *second = sin;
+                }
+            }
+        });
     values
 }
 

@@ -46,12 +46,17 @@ pub fn noisy_input(
         );
         Tensor::<2>::from_dispatch(output).reshape([batch, seq_len, vocab])
     } else {
+        use rayon::prelude::*;
         let mut values = counter_normals(seed, 0, rows * vocab);
-        for (row, (chunk, &token)) in values.chunks_exact_mut(vocab).zip(tokens).enumerate() {
-            let gamma = gammas[row / seq_len] as f32;
-            chunk.iter_mut().for_each(|v| *v *= 1.0 - gamma);
-            chunk[token as usize] += gamma;
-        }
+        values
+            .par_chunks_exact_mut(vocab)
+            .zip(tokens)
+            .enumerate()
+            .for_each(|(row, (chunk, &token))| {
+                let gamma = gammas[row / seq_len] as f32;
+                chunk.iter_mut().for_each(|v| *v *= 1.0 - gamma);
+                chunk[token as usize] += gamma;
+            });
         Tensor::from_data(TensorData::new(values, [batch, seq_len, vocab]), device)
     }
 }

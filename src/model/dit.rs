@@ -8,9 +8,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ModelConfig;
 use super::layers::{
-    LayerNorm, SelfAttention, TimeEmbedder, WeightInit, gelu_tanh, modulate, rotary_tables,
+    LayerNorm, SelfAttention, TimeEmbedder, WeightInit, gelu_tanh, linear, modulate, rotary_tables,
     soft_cap, xavier_linear, zero_linear,
 };
+use crate::kernels::fused::matmul;
 
 /// One pre-norm transformer block with adaLN-Zero conditioning.
 #[derive(Module, Debug)]
@@ -46,7 +47,7 @@ impl DitBlock {
 
     /// h: (B, L, d), cond: (B, c).
     fn forward(&self, h: Tensor<3>, cond: Tensor<2>, rotary: &(Tensor<2>, Tensor<2>)) -> Tensor<3> {
-        let mut mods = self.ada_ln.forward(cond).chunk(6, 1).into_iter();
+        let mut mods = linear(&self.ada_ln, cond).chunk(6, 1).into_iter();
         let mut next = || mods.next().expect("ada_ln yields six chunks");
         let (shift_attn, scale_attn, gate_attn) = (next(), next(), next());
         let (shift_mlp, scale_mlp, gate_mlp) = (next(), next(), next());
@@ -55,7 +56,7 @@ impl DitBlock {
         let h = h + gate_attn.unsqueeze_dim::<3>(1) * self.attn.forward(attn_in, rotary);
 
         let mlp_in = modulate(self.norm_mlp.forward(h.clone()), shift_mlp, scale_mlp);
-        let mlp = self.mlp_out.forward(gelu_tanh(self.mlp_in.forward(mlp_in)));
+        let mlp = linear(&self.mlp_out, gelu_tanh(linear(&self.mlp_in, mlp_in)));
         h + gate_mlp.unsqueeze_dim::<3>(1) * mlp
     }
 }
@@ -291,10 +292,11 @@ impl Dit {
         tau_t: Option<Tensor<1>>,
     ) -> Tensor<3> {
         let [batch, len, vocab] = x.dims();
-        let embedded = x
-            .reshape([batch * len, vocab])
-            .matmul(self.embedding.val())
-            .reshape([batch, len, self.embedding.dims()[1]]);
+        let embedded = matmul(x.reshape([batch * len, vocab]), self.embedding.val()).reshape([
+            batch,
+            len,
+            self.embedding.dims()[1],
+        ]);
         self.forward_embedded(embedded, tau_s, tau_t)
     }
 
@@ -337,10 +339,10 @@ impl Dit {
         for block in &self.blocks {
             h = block.forward(h, cond.clone(), &rotary);
         }
-        let final_mods = self.final_layer.ada_ln.forward(cond).chunk(2, 1);
+        let final_mods = linear(&self.final_layer.ada_ln, cond).chunk(2, 1);
         let [shift, scale]: [Tensor<2>; 2] = final_mods.try_into().expect("two chunks");
         let normed = modulate(self.final_layer.norm.forward(h), shift, scale);
-        self.final_layer.to_logits.forward(normed)
+        linear(&self.final_layer.to_logits, normed)
     }
 
     pub fn vocab_size(&self) -> usize {

@@ -8,7 +8,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::kernels::fused::attention_weights;
+use crate::kernels::fused::{attention_weights, matmul};
 
 /// Draws initial weights on the host from a seeded stream, so a model's initialisation
 /// depends only on its seed (not on a backend's global RNG shared with other threads).
@@ -77,6 +77,25 @@ pub fn modulate(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>) -> Tensor<3> {
 }
 
 pub use crate::kernels::fused::{gelu_tanh, soft_cap};
+
+/// A `Linear` layer applied over the last axis of `x`: `x·W + b`, with the product through
+/// [`fused::matmul`](crate::kernels::fused::matmul) (direct on the CPU backend) and Burn's own
+/// `Linear::forward` wherever that product does not apply.
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    if !crate::kernels::fused::runs_fused(&x.device()) {
+        return layer.forward(x);
+    }
+    let mut dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows = dims[..D - 1].iter().product();
+    let weight = layer.weight.val();
+    dims[D - 1] = weight.dims()[1];
+    let mut y = crate::kernels::fused::matmul(x.reshape([rows, d_in]), weight);
+    if let Some(bias) = &layer.bias {
+        y = y + bias.val().unsqueeze_dim::<2>(0);
+    }
+    y.reshape(dims)
+}
 
 /// LayerNorm with a learned scale and no bias, over the last axis.
 #[derive(Module, Debug)]
@@ -160,7 +179,7 @@ impl TimeEmbedder {
 
     pub fn forward(&self, tau: Tensor<1>) -> Tensor<2> {
         let features = Self::sinusoidal_features(tau, self.features);
-        self.out.forward(silu(self.hidden.forward(features)))
+        linear(&self.out, silu(linear(&self.hidden, features)))
     }
 }
 
@@ -220,23 +239,24 @@ impl SelfAttention {
     pub fn forward(&self, x: Tensor<3>, rotary: &(Tensor<2>, Tensor<2>)) -> Tensor<3> {
         let [batch, len, d_model] = x.dims();
         let head_dim = d_model / self.n_heads;
-        let split_heads = |t: Tensor<3>| {
-            t.reshape([batch, len, self.n_heads, head_dim])
+        // (B, L, 3d) viewed as (B, L, 3H, hd): reshaping before narrowing keeps every head a
+        // view of the projection (the other order copies each of q, k and v).
+        let qkv = linear(&self.qkv, x).reshape([batch, len, 3 * self.n_heads, head_dim]);
+        let head = |part: usize| {
+            qkv.clone()
+                .narrow(2, part * self.n_heads, self.n_heads)
                 .swap_dims(1, 2) // (B, H, L, hd)
         };
-        let qkv = self.qkv.forward(x);
-        let query = split_heads(qkv.clone().narrow(2, 0, d_model));
-        let key = split_heads(qkv.clone().narrow(2, d_model, d_model));
-        let value = split_heads(qkv.narrow(2, 2 * d_model, d_model));
+        let (query, key, value) = (head(0), head(1), head(2));
         let query = apply_rotary(query, &rotary.0, &rotary.1);
         let key = apply_rotary(key, &rotary.0, &rotary.1);
 
         // softmax(cap·tanh(q·k/(√hd·cap))), keys after the query masked when causal.
-        let scores = query.matmul(key.swap_dims(2, 3)); // (B, H, L, L)
+        let scores = matmul(query, key.swap_dims(2, 3)); // (B, H, L, L)
         let scale = 1.0 / (head_dim as f32).sqrt();
         let weights = attention_weights(scores, scale, self.softcap, self.causal);
-        let mixed = weights.matmul(value); // (B, H, L, hd)
+        let mixed = matmul(weights, value); // (B, H, L, hd)
         let merged = mixed.swap_dims(1, 2).reshape([batch, len, d_model]);
-        self.out.forward(merged)
+        linear(&self.out, merged)
     }
 }

@@ -2,6 +2,7 @@
 //! backward kernels live with the forward ones, in `flex`).
 
 use burn::backend::Autodiff;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -27,6 +28,8 @@ struct LayerNormStep;
 struct RotaryStep;
 #[derive(Debug)]
 struct CrossEntropyStep;
+#[derive(Debug)]
+struct MatmulStep;
 
 impl<B: FusedOps> Backward<B, 1> for GeluStep {
     type State = FloatTensor<B>;
@@ -100,12 +103,49 @@ impl<B: FusedOps> Backward<B, 1> for CrossEntropyStep {
     }
 }
 
+impl<B: FusedOps> Backward<B, 2> for MatmulStep {
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        // d lhs = grad · rhsᵀ, d rhs = lhsᵀ · grad; the transposes are views.
+        let (lhs, rhs) = ops.state;
+        binary::<B, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| B::fused_matmul(grad, transposed::<B>(rhs)),
+            |grad| B::fused_matmul(transposed::<B>(lhs), grad),
+        );
+    }
+}
+
+/// The last two axes swapped.
+fn transposed<B: FusedOps>(tensor: FloatTensor<B>) -> FloatTensor<B> {
+    let rank = tensor.shape().num_dims();
+    B::float_swap_dims(tensor, rank - 2, rank - 1)
+}
+
 /// The backward passes are never themselves differentiated (no second derivatives).
 fn no_second_derivative(op: &str) -> ! {
     panic!("flm's fused `{op}` has no second derivative")
 }
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (a, b) = (lhs.primitive().clone(), rhs.primitive().clone());
+        match MatmulStep
+            .prepare::<C>([lhs.node(), rhs.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let product = B::fused_matmul(a.clone(), b.clone());
+                prep.finish((a, b), product)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_matmul(a, b)),
+        }
+    }
+
     fn fused_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let input = x.primitive().clone();
         match GeluStep.prepare::<C>([x.node()]).compute_bound().stateful() {

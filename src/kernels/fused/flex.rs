@@ -52,26 +52,107 @@ fn map_rows(input: &[f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) ->
 }
 
 /// Elementwise `f` over one or two equally shaped inputs, in parallel chunks.
-fn map_elements(input: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    map_rows(input, MIN_CHUNK_ELEMENTS, |i, o| {
+///
+/// `f` is `Copy` and copied into each chunk's loop: with its captures in locals rather than
+/// behind a shared reference, the compiler vectorises the loop (the soft cap's did not).
+fn map_elements(input: &[f32], f: impl Fn(f32) -> f32 + Sync + Send + Copy) -> Vec<f32> {
+    map_rows(input, MIN_CHUNK_ELEMENTS, move |i, o| {
+        let f = f;
         for (o, &x) in o.iter_mut().zip(i) {
             *o = f(x);
         }
     })
 }
 
-fn zip_elements(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+fn zip_elements(
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Sync + Send + Copy,
+) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "equal shapes");
     let mut out = vec![0f32; a.len()];
     out.par_chunks_mut(MIN_CHUNK_ELEMENTS)
         .zip(a.par_chunks(MIN_CHUNK_ELEMENTS))
         .zip(b.par_chunks(MIN_CHUNK_ELEMENTS))
-        .for_each(|((o, a), b)| {
+        .for_each(move |((o, a), b)| {
+            let f = f;
             for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
                 *o = f(a, b);
             }
         });
     out
+}
+
+/// Lanes of the reductions below: partial results in eight independent accumulators, so the
+/// compiler may vectorise them (a single running sum fixes the order of additions and stays
+/// scalar).
+const LANES: usize = 8;
+
+/// `Σ f(x)` over a row, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut partial = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for chunk in chunks {
+        for (p, &x) in partial.iter_mut().zip(chunk) {
+            *p += f(x);
+        }
+    }
+    partial.iter().sum::<f32>() + rest
+}
+
+/// `Σ a·b` over two rows, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f32 = (a_chunks.remainder().iter())
+        .zip(b_chunks.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in a_chunks.zip(b_chunks) {
+        for ((p, &a), &b) in partial.iter_mut().zip(a).zip(b) {
+            *p += a * b;
+        }
+    }
+    partial.iter().sum::<f32>() + rest
+}
+
+/// `Σ f(a, b, c)` over three equally long rows, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let n = a.len();
+    let (b, c) = (&b[..n], &c[..n]);
+    let whole = n - n % LANES;
+    let mut partial = [0f32; LANES];
+    for start in (0..whole).step_by(LANES) {
+        let end = start + LANES;
+        let (a, b, c) = (&a[start..end], &b[start..end], &c[start..end]);
+        for i in 0..LANES {
+            partial[i] += f(a[i], b[i], c[i]);
+        }
+    }
+    let rest: f32 = (whole..n).map(|i| f(a[i], b[i], c[i])).sum();
+    partial.iter().sum::<f32>() + rest
+}
+
+/// The largest value of a row (−∞ for an empty one), in [`LANES`] partial maxima.
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut partial = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for chunk in chunks {
+        for (p, &x) in partial.iter_mut().zip(chunk) {
+            *p = if x > *p { x } else { *p };
+        }
+    }
+    partial.iter().copied().fold(rest, f32::max)
 }
 
 /// `eˣ` in f32 to about 2 ulp, branch-free so loops over it vectorise: `2^k·p(r)` with
@@ -84,13 +165,17 @@ pub fn fast_exp(x: f32) -> f32 {
     // Round to nearest by adding and subtracting 1.5·2²³ (no libm call, so it vectorises).
     const ROUNDER: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2_E + ROUNDER) - ROUNDER;
+    let shifted = x * LOG2_E + ROUNDER;
+    let k = shifted - ROUNDER;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // `shifted` lies in [2²³, 2²⁴), where one ulp is 1, so its bits minus ROUNDER's are k as
+    // an integer. Integer maths on the bits vectorises; `k as i32` (a saturating cast) did not.
+    let k_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
+    p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }
 
 /// `tanh x` from [`fast_exp`]: `(1 − e)/(1 + e)` with `e = exp(−2|x|)`, sign restored. The
@@ -108,6 +193,10 @@ fn gelu_parts(x: f32) -> (f32, f32) {
 }
 
 impl FusedOps for Flex {
+    fn fused_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        super::matmul::matmul(lhs, rhs)
+    }
+
     fn fused_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let shape = shape_of(&x);
         let out = map_elements(&values(&x), |x| {
@@ -173,17 +262,13 @@ impl FusedOps for Flex {
                 for (index, (w, s)) in out.chunks_mut(len).zip(scores.chunks(len)).enumerate() {
                     let query = (chunk * rows_per_chunk + index) % queries;
                     let visible = if causal { query + 1 } else { len };
-                    let mut max = f32::NEG_INFINITY;
-                    for (w, &s) in w[..visible].iter_mut().zip(&s[..visible]) {
+                    let (w_visible, s_visible) = (&mut w[..visible], &s[..visible]);
+                    for (w, &s) in w_visible.iter_mut().zip(s_visible) {
                         *w = cap * fast_tanh(s * inverse);
-                        max = max.max(*w);
                     }
-                    let mut sum = 0.0;
-                    for w in &mut w[..visible] {
-                        *w = fast_exp(*w - max);
-                        sum += *w;
-                    }
-                    let norm = 1.0 / sum;
+                    let max = lane_max(w_visible);
+                    w_visible.iter_mut().for_each(|w| *w = fast_exp(*w - max));
+                    let norm = 1.0 / lane_sum(w_visible, |w| w);
                     w[..visible].iter_mut().for_each(|w| *w *= norm);
                     w[visible..].iter_mut().for_each(|w| *w = 0.0);
                 }
@@ -217,7 +302,7 @@ impl FusedOps for Flex {
                 {
                     // Softmax backward, then the cap's derivative and the scale. Masked keys
                     // have w = 0 and so get no gradient.
-                    let dot: f32 = w.iter().zip(g).map(|(w, g)| w * g).sum();
+                    let dot = lane_dot(w, g);
                     for (((o, &s), &w), &g) in o.iter_mut().zip(s).zip(w).zip(g) {
                         let t = fast_tanh(s * inverse);
                         *o = w * (g - dot) * (1.0 - t * t) * scale;
@@ -263,12 +348,8 @@ impl FusedOps for Flex {
                 for ((o, x), g) in out.chunks_mut(d).zip(x.chunks(d)).zip(grad.chunks(d)) {
                     // dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) / σ with ĝ = g·w.
                     let (mean, inv_std) = moments(x, eps);
-                    let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
-                    for ((&x, &g), &w) in x.iter().zip(g).zip(&weight) {
-                        let (gw, xhat) = (g * w, (x - mean) * inv_std);
-                        sum_g += gw;
-                        sum_gx += gw * xhat;
-                    }
+                    let sum_g = lane_dot(g, &weight);
+                    let sum_gx = lane_sum3(g, &weight, x, |g, w, x| g * w * (x - mean)) * inv_std;
                     let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
                     for (((o, &x), &g), &w) in o.iter_mut().zip(x).zip(g).zip(&weight) {
                         let xhat = (x - mean) * inv_std;
@@ -357,8 +438,8 @@ impl FusedOps for Flex {
             .par_chunks(vocab)
             .zip(targets.par_iter())
             .map(|(row, &target)| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f32 = row.iter().map(|&l| fast_exp(l - max)).sum();
+                let max = lane_max(row);
+                let sum = lane_sum(row, |l| fast_exp(l - max));
                 max + sum.ln() - row[target]
             })
             .collect();
@@ -379,13 +460,11 @@ impl FusedOps for Flex {
             .zip(logits.par_chunks(vocab))
             .zip(targets.par_iter().zip(grad.par_iter()))
             .for_each(|((o, row), (&target, &g))| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
+                let max = lane_max(row);
                 for (o, &l) in o.iter_mut().zip(row) {
                     *o = fast_exp(l - max);
-                    sum += *o;
                 }
-                let scale = g / sum;
+                let scale = g / lane_sum(o, |o| o);
                 o.iter_mut().for_each(|o| *o *= scale);
                 o[target] -= g;
             });
@@ -397,8 +476,8 @@ impl FusedOps for Flex {
 #[inline]
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(x, |v| v) / n;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 

@@ -14,6 +14,7 @@
 
 mod autodiff;
 mod flex;
+mod matmul;
 #[cfg(test)]
 mod tests;
 
@@ -97,6 +98,20 @@ pub fn rotary(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
         ))
     } else {
         reference::rotary(x, cos, sin)
+    }
+}
+
+/// `lhs · rhs` over the last two axes. Tensors with equal leading (batch) axes take the
+/// direct CPU product on Flex (`matmul.rs`); anything else, Burn's matmul.
+pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
+    let same_batch = lhs.dims()[..D - 2] == rhs.dims()[..D - 2];
+    if same_batch && runs_fused(&lhs.device()) {
+        Tensor::from_dispatch(Dispatch::fused_matmul(
+            lhs.into_dispatch(),
+            rhs.into_dispatch(),
+        ))
+    } else {
+        lhs.matmul(rhs)
     }
 }
 
@@ -239,4 +254,6 @@ pub trait FusedOps: Backend {
         targets: IntTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// `lhs · rhs` over the last two axes, for equal ranks and equal leading axes.
+    fn fused_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }

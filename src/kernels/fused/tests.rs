@@ -118,6 +118,48 @@ fn fused_layer_norm_matches_the_reference_for_input_and_scale() {
     fused.2.assert_approx_eq::<f32>(&reference.2, tolerance);
 }
 
+/// `matmul` against Burn's on three shapes: a 2-D product big enough to split across
+/// threads, a batch of transposed views (the backward pass's case) and a batch of many small
+/// products; values and both inputs' gradients.
+#[test]
+fn fused_matmul_matches_burn_for_plain_transposed_and_batched_operands() {
+    let device = flex().autodiff();
+    let check = |lhs0: Tensor<4>, rhs0: Tensor<4>, transpose_rhs: bool| {
+        let run = |fused: bool| {
+            let lhs = Tensor::<4>::from_data(lhs0.to_data(), &device).require_grad();
+            let rhs = Tensor::<4>::from_data(rhs0.to_data(), &device).require_grad();
+            let right = if transpose_rhs {
+                rhs.clone().swap_dims(2, 3)
+            } else {
+                rhs.clone()
+            };
+            let y = if fused {
+                matmul(lhs.clone(), right)
+            } else {
+                lhs.clone().matmul(right)
+            };
+            let weights = random(y.dims(), 12, 1.0, &device);
+            let grads = (y.clone() * weights).sum().backward();
+            (
+                y.inner().into_data(),
+                lhs.grad(&grads).unwrap().into_data(),
+                rhs.grad(&grads).unwrap().into_data(),
+            )
+        };
+        let (fused, reference) = (run(true), run(false));
+        let tolerance = Tolerance::absolute(1e-3);
+        fused.0.assert_approx_eq::<f32>(&reference.0, tolerance);
+        fused.1.assert_approx_eq::<f32>(&reference.1, tolerance);
+        fused.2.assert_approx_eq::<f32>(&reference.2, tolerance);
+    };
+    let lhs = random([1, 1, 100, 120], 8, 1.0, &flex());
+    check(lhs, random([1, 1, 120, 90], 9, 1.0, &flex()), false);
+    let lhs = random([2, 4, 64, 48], 10, 1.0, &flex());
+    check(lhs, random([2, 4, 64, 48], 11, 1.0, &flex()), true);
+    let lhs = random([3, 5, 7, 6], 13, 1.0, &flex());
+    check(lhs, random([3, 5, 6, 9], 14, 1.0, &flex()), false);
+}
+
 #[test]
 fn fused_rotary_matches_the_reference() {
     let device = flex();
