@@ -50,6 +50,9 @@ pub enum Conditioning {
     /// Per position from the start: `Some(id)` fixed, `None` generated; positions past its
     /// end are generated too.
     Template(Vec<Option<u32>>),
+    /// Sample `i` continues prefix `i`: one prefix per sample, all of one length. How
+    /// `flm eval --prompts` continues held-out text, many prompts to a batch.
+    Prefixes(Vec<Vec<u32>>),
 }
 
 impl Conditioning {
@@ -72,12 +75,17 @@ impl Conditioning {
         Ok(Conditioning::Template(positions))
     }
 
-    /// The fixed token of each of `seq_len` positions (`None`: generated).
+    /// The fixed token of each of `seq_len` positions (`None`: generated); with
+    /// [`Conditioning::Prefixes`], the first sample's.
     pub fn positions(&self, seq_len: usize) -> Vec<Option<u32>> {
         let listed: Vec<Option<u32>> = match self {
             Conditioning::None => Vec::new(),
             Conditioning::Prefix(ids) => ids.iter().copied().map(Some).collect(),
             Conditioning::Template(positions) => positions.clone(),
+            Conditioning::Prefixes(prefixes) => prefixes
+                .first()
+                .map(|ids| ids.iter().copied().map(Some).collect())
+                .unwrap_or_default(),
         };
         (0..seq_len)
             .map(|i| listed.get(i).copied().flatten())
@@ -90,6 +98,7 @@ impl Conditioning {
             Conditioning::None => 0,
             Conditioning::Prefix(ids) => ids.len(),
             Conditioning::Template(positions) => positions.len(),
+            Conditioning::Prefixes(prefixes) => prefixes.first().map_or(0, Vec::len),
         }
     }
 
@@ -104,10 +113,31 @@ impl Conditioning {
             Conditioning::None => 0,
             Conditioning::Prefix(ids) => ids.len(),
             Conditioning::Template(positions) => positions.iter().flatten().count(),
+            Conditioning::Prefixes(prefixes) => prefixes.first().map_or(0, Vec::len),
         }
     }
 
-    fn validate(&self, seq_len: usize, vocab: usize) -> Result<(), GenerateError> {
+    /// The tokens of the fixed positions of samples `rows`, one list per sample, when every
+    /// sample has its own ([`Conditioning::Prefixes`]); empty when they all share one.
+    fn per_row(&self, rows: std::ops::Range<usize>) -> &[Vec<u32>] {
+        match self {
+            Conditioning::Prefixes(prefixes) => &prefixes[rows],
+            _ => &[],
+        }
+    }
+
+    fn validate(&self, samples: usize, seq_len: usize, vocab: usize) -> Result<(), GenerateError> {
+        if let Conditioning::Prefixes(prefixes) = self {
+            if prefixes.len() != samples {
+                return Err(GenerateError::PrefixCount {
+                    prefixes: prefixes.len(),
+                    samples,
+                });
+            }
+            if prefixes.iter().any(|p| p.len() != self.len()) {
+                return Err(GenerateError::RaggedPrefixes);
+            }
+        }
         if self.len() > seq_len {
             return Err(GenerateError::ConditioningTooLong {
                 len: self.len(),
@@ -118,6 +148,7 @@ impl Conditioning {
             Conditioning::None => Vec::new(),
             Conditioning::Prefix(ids) => ids.clone(),
             Conditioning::Template(positions) => positions.iter().flatten().copied().collect(),
+            Conditioning::Prefixes(prefixes) => prefixes.iter().flatten().copied().collect(),
         };
         match ids.into_iter().find(|&id| id as usize >= vocab) {
             Some(id) => Err(GenerateError::FixedToken { id, vocab }),
@@ -202,7 +233,7 @@ impl GenerateRequest {
         vocab: usize,
     ) -> Result<SamplerKind, GenerateError> {
         let sampler = self.sampler(kind)?;
-        self.conditioning.validate(seq_len, vocab)?;
+        self.conditioning.validate(self.samples, seq_len, vocab)?;
         Ok(sampler)
     }
 
@@ -281,6 +312,10 @@ pub enum GenerateError {
     FixedToken { id: u32, vocab: usize },
     #[error("cannot tokenize the prompt: {0}")]
     Tokenize(String),
+    #[error("{prefixes} prompts for {samples} samples: give one prompt per sample")]
+    PrefixCount { prefixes: usize, samples: usize },
+    #[error("prompts of one request must all have the same number of tokens")]
+    RaggedPrefixes,
 }
 
 /// A model ready to generate: the network, what it is, and how to read its tokens.
@@ -301,7 +336,8 @@ pub struct Generation {
     pub texts: Vec<String>,
     /// Per sample, on built-in tasks.
     pub valid: Vec<Option<bool>>,
-    /// The fixed token of every position (`None`: generated).
+    /// The fixed token of every position (`None`: generated); the first sample's, when each
+    /// sample has its own prompt.
     pub fixed: Vec<Option<u32>>,
     /// The recorded denoising, when the request asked for candidates.
     pub trajectory: Option<Trajectory>,
@@ -384,6 +420,7 @@ impl Generator<'_> {
                 &settings,
                 Clamped {
                     tokens: &fixed,
+                    per_row: request.conditioning.per_row(start..start + settings.batch),
                     guidance: request.guidance,
                 },
                 KernelPath::Auto,
@@ -554,6 +591,58 @@ mod tests {
         let generated =
             generator.generate_all(&with(Conditioning::Prefix(vec![5; LEN + 1])), &cpu_device());
         assert!(generated.is_err(), "generate checks too");
+    }
+
+    #[test]
+    fn each_sample_continues_its_own_prefix_as_if_it_were_shared() {
+        let (tokenizer, flm, flow_map) = models();
+        let device = cpu_device();
+        let prefixes = vec![vec![3, 4, 5], vec![9, 9, 2], vec![7, 1, 1]];
+        for (model, kind, steps) in [
+            (&flm, ModelKind::Flm, 4),
+            (&flow_map, ModelKind::FlowMap, 2),
+        ] {
+            let generator = generator(model, kind, &tokenizer);
+            // Batches of 2: the second batch holds the third prompt alone.
+            let request = |conditioning| GenerateRequest {
+                conditioning,
+                batch: 2,
+                guidance: 4.0,
+                ..GenerateRequest::new(steps, 3)
+            };
+            let each = generator
+                .generate_all(&request(Conditioning::Prefixes(prefixes.clone())), &device)
+                .unwrap();
+            for (i, prefix) in prefixes.iter().enumerate() {
+                let shared = generator
+                    .generate_all(&request(Conditioning::Prefix(prefix.clone())), &device)
+                    .unwrap();
+                assert_eq!(each.tokens[i][..3], prefix[..], "{kind:?} sample {i}");
+                assert_eq!(each.tokens[i], shared.tokens[i], "{kind:?} sample {i}");
+            }
+        }
+        let generator = generator(&flm, ModelKind::Flm, &tokenizer);
+        let check = |prefixes: Vec<Vec<u32>>| {
+            generator.check(&GenerateRequest {
+                conditioning: Conditioning::Prefixes(prefixes),
+                ..GenerateRequest::new(4, 2)
+            })
+        };
+        assert_eq!(
+            check(vec![vec![1]]),
+            Err(GenerateError::PrefixCount {
+                prefixes: 1,
+                samples: 2
+            })
+        );
+        assert_eq!(
+            check(vec![vec![1], vec![1, 2]]),
+            Err(GenerateError::RaggedPrefixes)
+        );
+        assert_eq!(
+            check(vec![vec![1], vec![30]]),
+            Err(GenerateError::FixedToken { id: 30, vocab: 30 })
+        );
     }
 
     #[test]

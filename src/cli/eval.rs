@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use flm::eval::plan::{DEFAULT_STEPS, EvalEvent, EvalRequest, EvalTarget};
+use flm::eval::plan::{DEFAULT_STEPS, EvalEvent, EvalRequest, EvalTarget, PromptSource};
 use flm::flow::Decoding;
 
 use super::sample::DecodingArgs;
@@ -29,6 +29,20 @@ pub struct EvalArgs {
     /// Held-out text file [default for built-in tasks: freshly generated sequences]
     #[arg(long)]
     pub valid: Option<PathBuf>,
+    /// Also measure continuations of prompts cut from this text file: each sequence of the
+    /// model's length (packed like training data, at most --n of them) gives a prompt, its
+    /// first L − C tokens. Every step count is then sampled twice, continuing the prompts and
+    /// unprompted, and both are measured on their last C tokens, gen-PPL given the tokens
+    /// before them.
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+    /// C: tokens generated after each prompt (with --prompts) [default: half the model's
+    /// sequence length]
+    #[arg(long, value_name = "C")]
+    pub continuation: Option<usize>,
+    /// Pull of the generated tokens toward the prompt (with --prompts; as `flm sample`'s).
+    #[arg(long, default_value_t = flm::generate::DEFAULT_GUIDANCE)]
+    pub guidance: f64,
     /// Stochasticity η of flow-map sampling.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
@@ -68,6 +82,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .collect(),
         reference: args.reference.clone(),
         valid: args.valid.clone(),
+        prompts: args.prompts.clone().map(|file| PromptSource {
+            file,
+            continuation: args.continuation,
+            guidance: args.guidance,
+        }),
         eta: args.eta,
         decoding: args.decoding.decoding_or(Decoding::Argmax),
         samples: args.n,
@@ -81,8 +100,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             eprintln!("held-out: {sequences} sequences of {seq_len} tokens")
         }
         EvalEvent::Measured { model, result: r } => eprintln!(
-            "{model}: {} {} steps: gen-PPL {} JS-2 {:.4} entropy {:.3}{} ({:.2} s/batch)",
+            "{model}: {}{} {} steps: gen-PPL {} JS-2 {:.4} entropy {:.3}{} ({:.2} s/batch)",
             r.sampler,
+            if r.prompted { ", prompted" } else { "" },
             r.steps,
             r.metrics
                 .gen_ppl

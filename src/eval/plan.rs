@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use super::report::{
-    EvalReport, EvalSettings, HeldOut, ModelEvaluation, SampleMetrics, SamplerResult, Yardstick,
-    denoiser_cross_entropy, evaluate_samplers,
+    EvalReport, EvalSettings, HeldOut, ModelEvaluation, PromptSummary, SampleMetrics,
+    SamplerResult, Yardstick, denoiser_cross_entropy, evaluate_samplers,
 };
 use crate::data::{BuiltinTask, DataError, Lexicon, PackedSequences, TextTokenizer, load_text};
 use crate::flow::Decoding;
@@ -22,6 +22,18 @@ pub const MAX_HELD_OUT: usize = 1024;
 
 /// The step counts evaluated when none are asked for.
 pub const DEFAULT_STEPS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+
+/// Prompts cut from a text file: every sequence of `seq_len` tokens (packed like training
+/// data) gives one prompt, its first `seq_len − continuation` tokens; the model generates the
+/// rest, and the metrics measure that continuation.
+#[derive(Debug, Clone)]
+pub struct PromptSource {
+    pub file: PathBuf,
+    /// Tokens generated after each prompt; `None`: half the sequence.
+    pub continuation: Option<usize>,
+    /// Guidance strength λ toward the prompt.
+    pub guidance: f64,
+}
 
 /// One checkpoint to evaluate and the step counts to sample it at.
 #[derive(Debug, Clone)]
@@ -39,6 +51,8 @@ pub struct EvalRequest {
     pub reference: Option<PathBuf>,
     /// Held-out text file; built-in tasks generate fresh sequences without one.
     pub valid: Option<PathBuf>,
+    /// Also measure continuations of these prompts (at most `samples` of them).
+    pub prompts: Option<PromptSource>,
     /// Stochasticity η of flow-map sampling (ignored for FLMs).
     pub eta: f64,
     pub decoding: Decoding,
@@ -90,6 +104,17 @@ impl EvalRequest {
         if !(0.0..=1.0).contains(&self.eta) {
             return Err(invalid("--eta must be in [0, 1]"));
         }
+        if let Some(prompts) = &self.prompts {
+            if prompts.continuation == Some(0) {
+                return Err(invalid("--continuation must be at least 1 token"));
+            }
+            if !(0.0..=crate::generate::MAX_GUIDANCE).contains(&prompts.guidance) {
+                return Err(invalid(format!(
+                    "--guidance must be in [0, {}]",
+                    crate::generate::MAX_GUIDANCE
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -119,7 +144,16 @@ impl EvalRequest {
         let seq_len = first.config.model.seq_len;
         let tokenizer = &first.tokenizer;
         let task = BuiltinTask::parse(&first.config.data.source).and_then(Result::ok);
-        let held_out = HeldOut::new(self.held_out_sequences(tokenizer, task, seq_len)?);
+        let prompts = match &self.prompts {
+            Some(source) => Some(self.prompts(source, tokenizer, seq_len)?),
+            None => None,
+        };
+        let scored_from = prompts.as_ref().map_or(0, |p| p[0].len());
+        let samples = prompts.as_ref().map_or(self.samples, Vec::len);
+        let held_out = HeldOut::new(
+            self.held_out_sequences(tokenizer, task, seq_len)?,
+            scored_from,
+        );
         let lexicon = match task {
             None => self.training_words(&first.config.data.source),
             Some(_) => None,
@@ -129,6 +163,7 @@ impl EvalRequest {
             reference: reference.as_ref().map(|r| (&r.model, seq_len)),
             task: task.map(|t| (t, tokenizer)),
             words: lexicon.as_ref().map(|l| (l, tokenizer)),
+            scored_from,
         };
         progress(EvalEvent::HeldOut {
             sequences: held_out.sequences.len(),
@@ -141,10 +176,12 @@ impl EvalRequest {
             let settings = EvalSettings {
                 eta: (loaded.config.kind == ModelKind::FlowMap).then_some(self.eta),
                 steps: target.steps.clone(),
-                samples: self.samples,
+                samples,
                 batch: self.batch,
                 seed: self.seed,
                 decoding: self.decoding,
+                prompts: prompts.clone().unwrap_or_default(),
+                guidance: self.prompts.as_ref().map_or(0.0, |p| p.guidance),
             };
             let generator = Generator {
                 model: &loaded.model,
@@ -176,11 +213,20 @@ impl EvalRequest {
         Ok(EvalReport {
             reference: self.reference.as_ref().map(|p| p.display().to_string()),
             seed: self.seed,
-            samples_per_setting: self.samples,
+            samples_per_setting: samples,
             seq_len,
             vocab_size: first.config.model.vocab_size,
             held_out: held_out_metrics,
             held_out_sequences: held_out.sequences.len(),
+            prompts: prompts
+                .zip(self.prompts.as_ref())
+                .map(|(prompts, source)| PromptSummary {
+                    file: source.file.display().to_string(),
+                    prompts: prompts.len(),
+                    prompt_tokens: scored_from,
+                    continuation_tokens: seq_len - scored_from,
+                    guidance: source.guidance,
+                }),
             models: evaluations,
         })
     }
@@ -197,6 +243,37 @@ impl EvalRequest {
             lexicon.extend(&text);
         }
         (!lexicon.is_empty()).then_some(lexicon)
+    }
+
+    /// The prompts of `source`: the first `seq_len − continuation` tokens of each packed
+    /// sequence of its file, at most `samples` of them, all of one length.
+    fn prompts(
+        &self,
+        source: &PromptSource,
+        tokenizer: &TextTokenizer,
+        seq_len: usize,
+    ) -> Result<Vec<Vec<u32>>, EvalError> {
+        let continuation = source.continuation.unwrap_or(seq_len / 2).max(1);
+        if continuation >= seq_len {
+            return Err(invalid(format!(
+                "--continuation {continuation} leaves no prompt in sequences of {seq_len} \
+                 tokens; give fewer than {seq_len}"
+            )));
+        }
+        let text = load_text(&source.file)?;
+        let ids = tokenizer.encode(&text)?;
+        let packed = PackedSequences::pack(&ids, seq_len);
+        if packed.is_empty() {
+            return Err(invalid(format!(
+                "`{}` holds {} tokens, fewer than one sequence of {seq_len}: no prompt to cut",
+                source.file.display(),
+                ids.len()
+            )));
+        }
+        let prompt_len = seq_len - continuation;
+        Ok((0..packed.len().min(self.samples))
+            .map(|i| packed.sequence(i)[..prompt_len].to_vec())
+            .collect())
     }
 
     /// The text every sample set is compared with: the `valid` file packed into sequences,

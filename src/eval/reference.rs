@@ -8,10 +8,17 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::model::Dit;
 use crate::model::causal::next_token_logits;
 
-/// Negative log-likelihood (nats) of every token of every sequence under the reference
-/// model, summed per sequence, in batches of `batch`. All sequences must have length
-/// `seq_len` (what the model was trained on).
-pub fn sequence_nll(model: &Dit, sequences: &[Vec<u32>], seq_len: usize, batch: usize) -> Vec<f64> {
+/// Negative log-likelihood (nats) of the tokens from position `from` on of every sequence,
+/// given all tokens before them, under the reference model, summed per sequence, in batches
+/// of `batch`. All sequences must have length `seq_len` (what the model was trained on).
+pub fn sequence_nll(
+    model: &Dit,
+    sequences: &[Vec<u32>],
+    seq_len: usize,
+    batch: usize,
+    from: usize,
+) -> Vec<f64> {
+    assert!(from < seq_len, "scoring starts inside the sequence");
     let mut totals = Vec::with_capacity(sequences.len());
     for group in sequences.chunks(batch.max(1)) {
         let tokens: Vec<u32> = group.iter().flatten().copied().collect();
@@ -22,6 +29,7 @@ pub fn sequence_nll(model: &Dit, sequences: &[Vec<u32>], seq_len: usize, batch: 
             Tensor::<2, Int>::from_data(TensorData::new(targets, [group.len(), seq_len]), &device);
         let picked = log_softmax(logits, 2).gather(2, targets.unsqueeze_dim::<3>(2));
         let per_sequence: Vec<f32> = picked
+            .narrow(1, from, seq_len - from)
             .sum_dim(1)
             .into_data()
             .convert::<f32>()
@@ -34,7 +42,21 @@ pub fn sequence_nll(model: &Dit, sequences: &[Vec<u32>], seq_len: usize, batch: 
 
 /// Perplexity `exp(mean NLL per token)` of equal-length sequences.
 pub fn perplexity(model: &Dit, sequences: &[Vec<u32>], seq_len: usize, batch: usize) -> f64 {
-    let nll: f64 = sequence_nll(model, sequences, seq_len, batch).iter().sum();
-    let tokens = (sequences.len() * seq_len).max(1);
+    conditional_perplexity(model, sequences, seq_len, batch, 0)
+}
+
+/// Perplexity of the tokens from position `from` on, each given everything before it: how
+/// likely the continuations of prompts that fill positions `..from` are.
+pub fn conditional_perplexity(
+    model: &Dit,
+    sequences: &[Vec<u32>],
+    seq_len: usize,
+    batch: usize,
+    from: usize,
+) -> f64 {
+    let nll: f64 = sequence_nll(model, sequences, seq_len, batch, from)
+        .iter()
+        .sum();
+    let tokens = (sequences.len() * (seq_len - from)).max(1);
     (nll / tokens as f64).exp()
 }

@@ -7,12 +7,12 @@
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use super::reference::perplexity;
+use super::reference::conditional_perplexity;
 use crate::data::BuiltinTask;
 use crate::data::{Lexicon, TextTokenizer};
 use crate::flow::loss::cross_entropy;
 use crate::flow::{Decoding, Schedule};
-use crate::generate::{GenerateError, GenerateRequest, Generator};
+use crate::generate::{Conditioning, GenerateError, GenerateRequest, Generator};
 use crate::kernels::KernelPath;
 use crate::kernels::noisy_input::noisy_input;
 use crate::metrics::{distinct_n, entropy, fraction, js_divergence, ngram_counts, repetition_rate};
@@ -33,13 +33,24 @@ pub struct HeldOut {
 }
 
 impl HeldOut {
-    pub fn new(sequences: Vec<Vec<u32>>) -> Self {
+    /// The n-gram statistics count positions `scored_from..` of each sequence, the window the
+    /// samples are measured on ([`Yardstick::scored_from`]).
+    pub fn new(sequences: Vec<Vec<u32>>, scored_from: usize) -> Self {
+        let tails = tails(&sequences, scored_from);
         Self {
-            unigrams: ngram_counts(&sequences, 1),
-            bigrams: ngram_counts(&sequences, 2),
+            unigrams: ngram_counts(&tails, 1),
+            bigrams: ngram_counts(&tails, 2),
             sequences,
         }
     }
+}
+
+/// Positions `from..` of every sequence.
+fn tails(sequences: &[Vec<u32>], from: usize) -> Vec<Vec<u32>> {
+    sequences
+        .iter()
+        .map(|s| s[from.min(s.len())..].to_vec())
+        .collect()
 }
 
 /// Everything measured on one set of samples.
@@ -72,6 +83,9 @@ pub struct Yardstick<'a> {
     pub task: Option<(BuiltinTask, &'a TextTokenizer)>,
     /// The training text's words, and the tokenizer that turns samples back into text.
     pub words: Option<(&'a Lexicon, &'a TextTokenizer)>,
+    /// Positions before it are a prompt: gen-PPL scores the tokens from here on, each given
+    /// all before it, and the distribution metrics count these tokens alone. 0: whole samples.
+    pub scored_from: usize,
 }
 
 impl SampleMetrics {
@@ -82,19 +96,23 @@ impl SampleMetrics {
             reference,
             task,
             words,
+            scored_from,
         } = yardstick;
-        let unigrams = ngram_counts(samples, 1);
+        let scored = tails(samples, scored_from);
+        let unigrams = ngram_counts(&scored, 1);
         Self {
-            gen_ppl: reference.map(|(model, seq_len)| perplexity(model, samples, seq_len, 32)),
+            gen_ppl: reference.map(|(model, seq_len)| {
+                conditional_perplexity(model, samples, seq_len, 32, scored_from)
+            }),
             unigram_entropy: entropy(&unigrams),
             js_unigram: js_divergence(&unigrams, &held_out.unigrams),
-            js_bigram: js_divergence(&ngram_counts(samples, 2), &held_out.bigrams),
-            distinct: [1, 2, 3].map(|n| distinct_n(samples, n)),
-            repetition: repetition_rate(samples, 4),
+            js_bigram: js_divergence(&ngram_counts(&scored, 2), &held_out.bigrams),
+            distinct: [1, 2, 3].map(|n| distinct_n(&scored, n)),
+            repetition: repetition_rate(&scored, 4),
             validity: task
                 .map(|(task, tokenizer)| fraction(samples, |ids| task.is_valid(tokenizer, ids))),
             real_words: words.and_then(|(lexicon, tokenizer)| {
-                let texts: Vec<String> = samples.iter().map(|ids| tokenizer.decode(ids)).collect();
+                let texts: Vec<String> = scored.iter().map(|ids| tokenizer.decode(ids)).collect();
                 lexicon.real_word_share(&texts)
             }),
         }
@@ -106,6 +124,8 @@ impl SampleMetrics {
 pub struct SamplerResult {
     pub sampler: String,
     pub steps: usize,
+    /// Whether each sample continued a prompt (`flm eval --prompts`).
+    pub prompted: bool,
     pub eta: f64,
     pub metrics: SampleMetrics,
     /// Median wall time of one batch of `batch` sequences.
@@ -137,7 +157,23 @@ pub struct EvalReport {
     /// The held-out text measured like a sample set: the target every row is compared with.
     pub held_out: SampleMetrics,
     pub held_out_sequences: usize,
+    /// How prompted rows were made, when the evaluation continued prompts.
+    pub prompts: Option<PromptSummary>,
     pub models: Vec<ModelEvaluation>,
+}
+
+/// The prompts an evaluation continued (`flm eval --prompts`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptSummary {
+    /// The text file the prompts were cut from.
+    pub file: String,
+    pub prompts: usize,
+    /// Tokens of each prompt (the first positions of a sample).
+    pub prompt_tokens: usize,
+    /// Tokens generated after each prompt, and measured.
+    pub continuation_tokens: usize,
+    /// Guidance strength λ toward the prompt.
+    pub guidance: f64,
 }
 
 /// What to evaluate: one request per step count, the rest shared.
@@ -149,6 +185,11 @@ pub struct EvalSettings {
     pub batch: usize,
     pub seed: u64,
     pub decoding: Decoding,
+    /// Prompts, one per sample, all of one length: each step count is then measured twice,
+    /// continuing them and unconditionally (same seed). Empty: unconditional only.
+    pub prompts: Vec<Vec<u32>>,
+    /// Guidance strength λ toward the prompts.
+    pub guidance: f64,
 }
 
 /// Samples the generator's model at every step count and measures each set.
@@ -161,33 +202,45 @@ pub fn evaluate_samplers(
     progress: &mut dyn FnMut(&SamplerResult),
 ) -> Result<Vec<SamplerResult>, GenerateError> {
     let mut results = Vec::new();
+    let conditionings = if settings.prompts.is_empty() {
+        vec![Conditioning::None]
+    } else {
+        vec![
+            Conditioning::Prefixes(settings.prompts.clone()),
+            Conditioning::None,
+        ]
+    };
     for &steps in &settings.steps {
-        let request = GenerateRequest {
-            steps,
-            eta: settings.eta,
-            seed: settings.seed,
-            samples: settings.samples,
-            batch: settings.batch,
-            trajectory_top_k: 0,
-            decoding: settings.decoding,
-            conditioning: Default::default(),
-            guidance: 0.0,
-        };
-        let generation = generator.generate_all(&request, device)?;
-        let mut batch_secs: Vec<f64> = generation.batches.iter().map(|&(_, s)| s).collect();
-        batch_secs.sort_by(f64::total_cmp);
-        let result = SamplerResult {
-            sampler: generation.sampler.name().to_string(),
-            steps,
-            eta: generation.sampler.eta(),
-            metrics: SampleMetrics::compute(&generation.tokens, yardstick),
-            secs_per_batch: batch_secs[batch_secs.len() / 2],
-            batch: settings.batch.min(settings.samples),
-            tokens_per_sec: (generation.tokens.len() * generator.seq_len) as f64
-                / generation.seconds().max(1e-9),
-        };
-        progress(&result);
-        results.push(result);
+        for conditioning in &conditionings {
+            let prompted = *conditioning != Conditioning::None;
+            let request = GenerateRequest {
+                steps,
+                eta: settings.eta,
+                seed: settings.seed,
+                samples: settings.samples,
+                batch: settings.batch,
+                trajectory_top_k: 0,
+                decoding: settings.decoding,
+                conditioning: conditioning.clone(),
+                guidance: if prompted { settings.guidance } else { 0.0 },
+            };
+            let generation = generator.generate_all(&request, device)?;
+            let mut batch_secs: Vec<f64> = generation.batches.iter().map(|&(_, s)| s).collect();
+            batch_secs.sort_by(f64::total_cmp);
+            let result = SamplerResult {
+                sampler: generation.sampler.name().to_string(),
+                steps,
+                prompted,
+                eta: generation.sampler.eta(),
+                metrics: SampleMetrics::compute(&generation.tokens, yardstick),
+                secs_per_batch: batch_secs[batch_secs.len() / 2],
+                batch: settings.batch.min(settings.samples),
+                tokens_per_sec: (generation.tokens.len() * generator.seq_len) as f64
+                    / generation.seconds().max(1e-9),
+            };
+            progress(&result);
+            results.push(result);
+        }
     }
     Ok(results)
 }
@@ -258,6 +311,20 @@ impl EvalReport {
                 .map_or_else(|| "none".to_string(), |r| format!("`{r}`")),
             self.held_out_sequences
         ));
+        if let Some(p) = &self.prompts {
+            out.push_str(&format!(
+                "Prompted rows: each of {} samples continues its own prompt, the first {} tokens of \
+                 a sequence of `{}`, with {} generated tokens (guidance λ = {}); unprompted rows \
+                 use the same seed. Every row, the held-out text's too, is measured on its last {} \
+                 tokens: gen-PPL scores each given all tokens before it.\n\n",
+                p.prompts,
+                p.prompt_tokens,
+                p.file,
+                p.continuation_tokens,
+                p.guidance,
+                p.continuation_tokens
+            ));
+        }
         out.push_str("| model | sampler | steps | η | gen-PPL | unigram H | JS-1 | JS-2 | distinct-1/2/3 | repetition | valid | real words | s/batch | tokens/s |\n");
         out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         out.push_str(&table_row(
@@ -270,9 +337,14 @@ impl EvalReport {
         ));
         for model in &self.models {
             for r in &model.results {
+                let sampler = if r.prompted {
+                    format!("{}, prompted", r.sampler)
+                } else {
+                    r.sampler.clone()
+                };
                 out.push_str(&table_row(
                     &format!("`{}` ({})", model.model, model.kind),
-                    &r.sampler,
+                    &sampler,
                     &r.steps.to_string(),
                     &format!("{}", r.eta),
                     &r.metrics,
@@ -317,19 +389,36 @@ impl EvalReport {
             ("JS bigram", |m| m.js_bigram)
         };
         let lines = |x: fn(&SamplerResult) -> f64| {
-            self.models
-                .iter()
-                .zip(PALETTE.iter().cycle())
-                .map(|(model, &color)| Series {
-                    label: format!("{} ({})", short_name(&model.model), model.kind),
-                    color,
-                    points: model
+            let mut series = Vec::new();
+            for (model, &color) in self.models.iter().zip(PALETTE.iter().cycle()) {
+                for prompted in [false, true] {
+                    let points: Vec<(f64, f64)> = model
                         .results
                         .iter()
+                        .filter(|r| r.prompted == prompted)
                         .map(|r| (x(r), quality(&r.metrics)))
-                        .collect(),
-                })
-                .collect()
+                        .collect();
+                    if points.is_empty() {
+                        continue;
+                    }
+                    let name = short_name(&model.model);
+                    series.push(Series {
+                        label: if prompted {
+                            format!("{name} ({}, prompted)", model.kind)
+                        } else {
+                            format!("{name} ({})", model.kind)
+                        },
+                        // Prompted lines in a lighter shade of their model's colour.
+                        color: if prompted {
+                            color.map(|c| c / 2 + 128)
+                        } else {
+                            color
+                        },
+                        points,
+                    });
+                }
+            }
+            series
         };
         vec![
             Chart {

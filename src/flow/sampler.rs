@@ -40,6 +40,10 @@ pub struct Clamped<'a> {
     /// `tokens[i] = Some(id)` fixes position `i`; `None`, and every position past the end,
     /// is generated.
     pub tokens: &'a [Option<u32>],
+    /// Empty, or one list per row of the batch: that row's tokens at the positions `tokens`
+    /// fixes, in order, in place of `tokens`' own ids. How an evaluation continues a
+    /// different prompt in every row of one batch.
+    pub per_row: &'a [Vec<u32>],
     /// Guidance strength λ ≥ 0: each step (but the last) moves the free positions by
     /// `λ·Δγ·∇_z log p(fixed tokens at their positions | z)`. 0 is clamping alone.
     pub guidance: f64,
@@ -49,6 +53,7 @@ impl Clamped<'_> {
     /// Nothing fixed.
     pub const NONE: Clamped<'static> = Clamped {
         tokens: &[],
+        per_row: &[],
         guidance: 0.0,
     };
 }
@@ -290,13 +295,24 @@ pub fn sample_conditioned(
         assert!((0.0..=1.0).contains(&eta), "η must be in [0, 1]");
     }
     let vocab = model.vocab_size();
+    let per_row = clamped.per_row;
     assert!(
-        fixed.iter().flatten().all(|&id| (id as usize) < vocab),
+        fixed
+            .iter()
+            .flatten()
+            .chain(per_row.iter().flatten())
+            .all(|&id| (id as usize) < vocab),
         "fixed tokens must be in the vocabulary of {vocab}"
+    );
+    let fixed_count = fixed.iter().flatten().count();
+    assert!(
+        per_row.is_empty()
+            || (per_row.len() == settings.batch && per_row.iter().all(|r| r.len() == fixed_count)),
+        "per-row tokens: one list per row, each as long as the fixed positions"
     );
     let mut recorder = TrajectoryRecorder::new(settings, vocab, kind.name(), kind.eta() as f32);
     let mut z = initial_noise(settings, vocab, device);
-    let clamp = Clamp::new(fixed, &z);
+    let clamp = Clamp::new(fixed, per_row, &z);
     let guidance = clamped.guidance;
     let guide = clamp
         .as_ref()
@@ -341,16 +357,19 @@ pub fn sample_conditioned(
     let mut tokens = decode(z, settings.decoding, settings.seed, settings.stream);
     // The last clamp left the exact one-hot; a draw at a high temperature could still leave
     // it, so the fixed tokens are written in.
-    for row in &mut tokens {
-        for (token, fixed) in row.iter_mut().zip(fixed) {
-            if let Some(id) = fixed {
-                *token = *id;
-            }
+    for (b, row) in tokens.iter_mut().enumerate() {
+        let positions = fixed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| id.map(|id| (i, id)));
+        for (j, (i, id)) in positions.enumerate() {
+            row[i] = per_row.get(b).map_or(id, |ids| ids[j]);
         }
     }
     let mut trajectory = recorder.finish(&tokens);
     if let Some(trajectory) = trajectory.as_mut()
         && fixed.iter().any(Option::is_some)
+        && per_row.is_empty()
     {
         trajectory.fixed = (0..settings.seq_len)
             .map(|i| fixed.get(i).copied().flatten())
@@ -369,13 +388,14 @@ struct Clamp {
     positions: Tensor<1, Int>,
     /// The starting noise at the fixed positions (B, n, V).
     noise: Tensor<3>,
-    /// The fixed tokens one-hot: (1, n, V) seen as (B, n, V).
+    /// The fixed tokens one-hot: (1, n, V) seen as (B, n, V), or (B, n, V) with per-row tokens.
     onehot: Tensor<3>,
 }
 
 impl Clamp {
-    /// `None` when no position is fixed. `noise` is the starting point ε (B, L, V).
-    fn new(fixed: &[Option<u32>], noise: &Tensor<3>) -> Option<Self> {
+    /// `None` when no position is fixed. `noise` is the starting point ε (B, L, V); `per_row`
+    /// as in [`Clamped::per_row`].
+    fn new(fixed: &[Option<u32>], per_row: &[Vec<u32>], noise: &Tensor<3>) -> Option<Self> {
         let pinned: Vec<(usize, u32)> = fixed
             .iter()
             .enumerate()
@@ -394,13 +414,18 @@ impl Clamp {
             .expand([batch, len, vocab]);
         let indices: Vec<i64> = pinned.iter().map(|&(i, _)| i as i64).collect();
         let positions = Tensor::<1, Int>::from_data(TensorData::new(indices, [count]), &device);
-        let ids: Vec<f32> = pinned.iter().map(|&(_, id)| id as f32).collect();
-        let ids = Tensor::<3>::from_data(TensorData::new(ids, [1, count, 1]), &device)
-            .expand([1, count, vocab]);
+        let (rows, ids): (usize, Vec<f32>) = if per_row.is_empty() {
+            (1, pinned.iter().map(|&(_, id)| id as f32).collect())
+        } else {
+            let ids = per_row.iter().flatten().map(|&id| id as f32).collect();
+            (per_row.len(), ids)
+        };
+        let ids = Tensor::<3>::from_data(TensorData::new(ids, [rows, count, 1]), &device)
+            .expand([rows, count, vocab]);
         let vocabulary = Tensor::<1, Int>::arange(0..vocab as i64, &device)
             .float()
             .reshape([1, 1, vocab])
-            .expand([1, count, vocab]);
+            .expand([rows, count, vocab]);
         let onehot = ids.equal(vocabulary).float().expand([batch, count, vocab]);
         Some(Self {
             free,
@@ -686,22 +711,32 @@ mod tests {
             |v: Vec<f32>| Tensor::<3>::from_data(TensorData::new(v, [batch, len, vocab]), &device);
         let (noise, z) = (values(-1.0), values(5.0));
         let fixed = [Some(1), None, Some(3)];
-        let clamp = Clamp::new(&fixed, &tensor(noise.clone())).expect("one fixed position");
-        assert!(Clamp::new(&[None, None], &tensor(noise.clone())).is_none());
-        for gamma in [0.0, 0.3, 1.0] {
-            let out = read(clamp.apply(tensor(z.clone()), gamma));
-            for (i, &v) in out.iter().enumerate() {
-                let (position, token) = ((i / vocab) % len, i % vocab);
-                let want = if let Some(Some(id)) = fixed.get(position) {
-                    let onehot = if token == *id as usize { 1.0 } else { 0.0 };
-                    (1.0 - gamma as f32) * noise[i] + gamma as f32 * onehot
-                } else {
-                    z[i]
-                };
-                assert!(
-                    (v - want).abs() < 1e-6,
-                    "γ {gamma} element {i}: {v} vs {want}"
-                );
+        assert!(Clamp::new(&[None, None], &[], &tensor(noise.clone())).is_none());
+        // Shared tokens, then a different pair of tokens in each row.
+        let per_row = [vec![2, 0], vec![1, 3]];
+        for rows in [&[][..], &per_row[..]] {
+            let clamp = Clamp::new(&fixed, rows, &tensor(noise.clone())).expect("fixed positions");
+            for gamma in [0.0, 0.3, 1.0] {
+                let out = read(clamp.apply(tensor(z.clone()), gamma));
+                for (i, &v) in out.iter().enumerate() {
+                    let (row, position, token) = (i / (len * vocab), (i / vocab) % len, i % vocab);
+                    let id = match (fixed[position], rows.get(row)) {
+                        (None, _) => None,
+                        (Some(_), Some(ids)) => Some(ids[usize::from(position == 2)]),
+                        (Some(id), None) => Some(id),
+                    };
+                    let want = match id {
+                        Some(id) => {
+                            let onehot = if token == id as usize { 1.0 } else { 0.0 };
+                            (1.0 - gamma as f32) * noise[i] + gamma as f32 * onehot
+                        }
+                        None => z[i],
+                    };
+                    assert!(
+                        (v - want).abs() < 1e-6,
+                        "rows {rows:?} γ {gamma} element {i}: {v} vs {want}"
+                    );
+                }
             }
         }
     }
@@ -722,7 +757,7 @@ mod tests {
             &device,
         );
         let fixed = [None, Some(4)];
-        let clamp = Clamp::new(&fixed, &z).unwrap();
+        let clamp = Clamp::new(&fixed, &[], &z).unwrap();
         let guide = Guide::new(&model, &clamp, &device);
         let tau = || Tensor::<1>::full([1], 0.4, &device);
         let (logits, gradient) = guide.forward(z.clone(), tau(), None);

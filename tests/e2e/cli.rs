@@ -491,6 +491,50 @@ fn eval_gives_the_same_metrics_for_the_same_seed() {
     assert_eq!(metrics_of(&a), metrics_of(&b), "same seed, same metrics");
 }
 
+#[test]
+fn eval_continues_prompts_and_measures_the_continuations() {
+    let prompts = temp_dir("cli-eval-prompts").join("prompts.txt");
+    std::fs::write(&prompts, "q".repeat(200)).unwrap();
+    let output = eval_both(&[
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--continuation",
+        "8",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let seq_len = report["seq_len"].as_u64().unwrap();
+    assert_eq!(
+        report["prompts"]["prompt_tokens"].as_u64(),
+        Some(seq_len - 8)
+    );
+    assert_eq!(report["prompts"]["continuation_tokens"], 8);
+    // Each step count twice, prompted first.
+    let results = report["models"][0]["results"].as_array().unwrap();
+    let prompted: Vec<bool> = results.iter().map(|r| r["prompted"] == true).collect();
+    assert_eq!(prompted, [true, false, true, false]);
+    let markdown = eval_both(&["--prompts", prompts.to_str().unwrap()]);
+    assert!(
+        stdout(&markdown).contains("euler, prompted"),
+        "{}",
+        stdout(&markdown)
+    );
+    refused_with(
+        &[
+            "eval",
+            "--ckpt",
+            trained_run(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--continuation",
+            "500",
+            "--device",
+            "cpu",
+        ],
+        "leaves no prompt",
+    );
+}
+
 /// A reference model with another tokenizer is refused with a clear message.
 #[test]
 fn eval_refuses_a_reference_with_another_tokenizer() {

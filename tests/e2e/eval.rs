@@ -2,7 +2,7 @@
 
 use flm::data::{PackedSequences, TextTokenizer, load_text};
 use flm::device::cpu_device;
-use flm::eval::reference::perplexity;
+use flm::eval::reference::{conditional_perplexity, perplexity};
 use flm::eval::report::{HeldOut, SampleMetrics, Yardstick};
 use flm::train::{NewModelKind, load_model};
 
@@ -69,6 +69,21 @@ fn reference_model_learns_and_prefers_real_text_to_shuffled_words() {
         real_ppl < shuffled_ppl,
         "real text {real_ppl:.2} should be likelier than shuffled words {shuffled_ppl:.2}"
     );
+
+    // Continuations: the second half of each sequence is likelier after its own first half
+    // than after another sequence's.
+    assert_eq!(conditional_perplexity(&model, &real, 32, 16, 0), real_ppl);
+    let mismatched: Vec<Vec<u32>> = (0..real.len())
+        .map(|i| [&real[(i + 1) % real.len()][..16], &real[i][16..]].concat())
+        .collect();
+    let (own, other) = (
+        conditional_perplexity(&model, &real, 32, 16, 16),
+        conditional_perplexity(&model, &mismatched, 32, 16, 16),
+    );
+    assert!(
+        own < other,
+        "after its own prefix {own:.2}, after another {other:.2}"
+    );
 }
 
 #[test]
@@ -77,7 +92,7 @@ fn degenerate_samples_fool_gen_ppl_but_not_the_distribution_metrics() {
         model, sequences, ..
     } = reference_on_sonnets("ar-degenerate");
     let (held_out, real) = sequences.split_at(sequences.len() / 2);
-    let held_out = HeldOut::new(held_out.to_vec());
+    let held_out = HeldOut::new(held_out.to_vec(), 0);
     let real: Vec<Vec<u32>> = real.iter().take(64).cloned().collect();
     // A "sampler" gaming gen-PPL: it repeats whichever of the ten most frequent tokens the
     // reference model finds likeliest when repeated.
@@ -96,6 +111,7 @@ fn degenerate_samples_fool_gen_ppl_but_not_the_distribution_metrics() {
         reference: Some((&model, 32)),
         task: None,
         words: None,
+        scored_from: 0,
     };
     let good = SampleMetrics::compute(&real, yardstick);
     let bad = SampleMetrics::compute(&degenerate, yardstick);

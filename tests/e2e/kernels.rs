@@ -248,6 +248,7 @@ fn samplers_with_and_without_kernels_agree() {
                 // Guidance too: its gradient is the same whichever path makes the step.
                 flm::flow::Clamped {
                     tokens: &fixed,
+                    per_row: &[],
                     guidance: 4.0,
                 },
                 path,
