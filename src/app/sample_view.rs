@@ -16,6 +16,7 @@ use super::trajectory_widgets::{self as widgets, HeatMetric};
 use super::{labelled, run_name};
 use crate::data::BuiltinTask;
 use crate::flow::Decoding;
+use crate::flow::Trajectory;
 use crate::flow::decoding::MIN_TEMPERATURE;
 use crate::train::ModelKind;
 
@@ -210,7 +211,10 @@ impl SampleView {
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.set_width(ui.available_width());
                 let fixed = &main.trajectory.fixed;
-                if let Some(position) = widgets::token_text(ui, frame, top_k, &main.vocab, fixed) {
+                let decoded = final_tokens(&main.trajectory, sample, step);
+                if let Some(position) =
+                    widgets::token_text(ui, frame, top_k, &main.vocab, fixed, decoded)
+                {
                     self.simplex_position = Some(position);
                 }
             });
@@ -452,6 +456,13 @@ fn simplex_panel(
     });
 }
 
+/// The sample's decoded tokens when `step` is the last one (what the text strip ends on).
+fn final_tokens(trajectory: &Trajectory, sample: usize, step: usize) -> Option<&[u32]> {
+    (step + 1 == trajectory.steps)
+        .then(|| trajectory.samples.get(sample).map(|s| s.tokens.as_slice()))
+        .flatten()
+}
+
 /// Under a 1-step result with fixed tokens: what the picture cannot show by itself.
 fn one_step_note(ui: &mut egui::Ui) {
     ui.colored_label(
@@ -666,7 +677,9 @@ fn comparison(
             let frame = &model.trajectory.samples[sample].frames[at];
             ui.push_id(model.dir.display().to_string(), |ui| {
                 let fixed = &model.trajectory.fixed;
-                widgets::token_text(ui, frame, model.trajectory.top_k, &model.vocab, fixed);
+                let decoded = final_tokens(&model.trajectory, sample, at);
+                let top_k = model.trajectory.top_k;
+                widgets::token_text(ui, frame, top_k, &model.vocab, fixed, decoded);
             });
             if model.trajectory.steps == 1 && !model.trajectory.fixed.is_empty() {
                 one_step_note(ui);
@@ -696,5 +709,38 @@ mod tests {
         // 4 steps against 8: halfway is step 3 of 4 (index 1 → 2 of 4).
         assert_eq!(matching_step(3, 8, 4), 1);
         assert_eq!(matching_step(7, 8, 4), 3);
+    }
+
+    #[test]
+    fn the_text_strip_ends_on_the_decoded_tokens() {
+        use crate::flow::trajectory::{Frame, SampleTrajectory};
+        let frame = Frame {
+            argmax: vec![4, 4],
+            max_prob: vec![0.5, 0.5],
+            entropy: vec![1.0, 1.0],
+            flipped: vec![false, false],
+            top_ids: Vec::new(),
+            top_probs: Vec::new(),
+        };
+        let trajectory = Trajectory {
+            sampler: "euler".into(),
+            steps: 2,
+            seed: 0,
+            eta: 0.0,
+            seq_len: 2,
+            vocab_size: 9,
+            top_k: 0,
+            fixed: Vec::new(),
+            taus: vec![0.0, 0.5],
+            gammas: vec![0.0, 0.5],
+            samples: vec![SampleTrajectory {
+                frames: vec![frame.clone(), frame],
+                // Drawn, not the argmax.
+                tokens: vec![7, 2],
+            }],
+        };
+        assert_eq!(final_tokens(&trajectory, 0, 0), None);
+        assert_eq!(final_tokens(&trajectory, 0, 1), Some(&[7, 2][..]));
+        assert_eq!(final_tokens(&trajectory, 1, 1), None);
     }
 }

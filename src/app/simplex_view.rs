@@ -9,6 +9,9 @@ use eframe::egui::{self, Align2, Color32, FontId, Pos2, Sense, Shape, Stroke, Ve
 use super::trajectory_widgets::display_token;
 use crate::flow::Trajectory;
 
+/// Paths of at most this many steps get a dot at every step.
+const MAX_DOTTED_STEPS: usize = 16;
+
 /// One model's path for the chosen position.
 pub struct SimplexPath {
     pub label: String,
@@ -120,10 +123,14 @@ pub fn simplex_view(ui: &mut egui::Ui, corner_texts: [&str; 3], paths: &[Simplex
     for path in paths {
         let points: Vec<Pos2> = path.points.iter().map(|&p| project(p, vertices)).collect();
         let stroke = Stroke::new(1.5, path.color);
-        painter.add(Shape::line(points.clone(), stroke));
-        for point in &points {
-            painter.circle_filled(*point, 2.0, path.color);
+        // A dot per step marks a flow map's few jumps; many Euler steps already read as a
+        // curve, and their dots would cost frame time for nothing.
+        if points.len() <= MAX_DOTTED_STEPS {
+            for point in &points {
+                painter.circle_filled(*point, 2.0, path.color);
+            }
         }
+        painter.add(Shape::line(points.clone(), stroke));
         if let Some(point) = points.get(path.current) {
             painter.circle(*point, 5.5, path.color, Stroke::new(1.5, text_color));
         }

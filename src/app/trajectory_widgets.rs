@@ -58,6 +58,8 @@ pub fn candidates(
 /// Positions the person fixed (`fixed[i] = Some(token)`, empty when none) show their token at
 /// full strength on a teal box at every step: the state there is that token's forward process,
 /// whatever the network would have made of it (the tooltip still shows the network's view).
+/// `decoded`, given at the last step, is the sample's final tokens: with drawn tokens they
+/// differ from the most likely ones, and the strip must end on the text the sample became.
 ///
 /// One galley for the whole text rather than a label per token: scrubbing redraws it every
 /// frame, and a hundred widgets a block cost more than the layout.
@@ -67,6 +69,7 @@ pub fn token_text(
     top_k: usize,
     vocab: &[String],
     fixed: &[Option<u32>],
+    decoded: Option<&[u32]>,
 ) -> Option<usize> {
     let flip_fill = Color32::from_rgba_unmultiplied(0xf5, 0xa6, 0x23, 70);
     let font = egui::FontId::monospace(15.0);
@@ -78,7 +81,8 @@ pub fn token_text(
     let mut chars = 0;
     for (position, &id) in frame.argmax.iter().enumerate() {
         let pinned = fixed.get(position).copied().flatten();
-        let id = pinned.unwrap_or(id);
+        let final_token = decoded.and_then(|tokens| tokens.get(position).copied());
+        let id = pinned.or(final_token).unwrap_or(id);
         let token = display_token(vocab.get(id as usize).map_or("?", String::as_str));
         starts.push(chars);
         chars += token.chars().count();
