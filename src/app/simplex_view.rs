@@ -144,8 +144,9 @@ pub fn simplex_view(ui: &mut egui::Ui, corner_texts: [&str; 3], paths: &[Simplex
             );
         }
         ui.weak(
-            "Corners: the 3 tokens this position most likely ends as. Points: the model's \
-             probabilities of those 3 at each step, renormalized; the ring is the current step.",
+            "Corners: the 3 tokens this position most likely ends as. The line: the model's \
+             probabilities of those 3 at each step, renormalized (a dot per step up to 16 \
+             steps); the ring is the current step.",
         );
     });
 }
