@@ -27,15 +27,30 @@ pub const MAX_TRAJECTORY_TOP_K: usize = MAX_TOP_K;
 pub const BATCH: usize = 64;
 /// The blank of a template: one free token.
 pub const BLANK: &str = "___";
-/// What front ends say when a conditioned request has one step.
-/// Default prompt-guidance strength λ ([`crate::flow::Clamped::guidance`]), chosen by
-/// measurement on `builtin:repeat`: a one-letter prompt gives that letter at all 32 positions
-/// in 3 of 64 samples with clamping alone (λ = 0). With the 5-minute FLM (n = 128): λ = 2,
-/// 114 at 8 steps; λ = 4, 128 at 8 and 32 steps but 121 at 2; λ = 8, 128 at 2, 8 and 32
-/// steps. With a micro model after 150 steps (n = 64, 8 steps): λ = 4, 61; λ = 8, 64.
-pub const DEFAULT_GUIDANCE: f64 = 8.0;
+/// Default prompt-guidance strength λ ([`crate::flow::Clamped::guidance`]) for an FLM, chosen
+/// by measurement on `builtin:repeat`: a one-letter prompt gives that letter at all 32
+/// positions in 3 of 64 samples with clamping alone (λ = 0). With the 5-minute FLM (n = 128):
+/// λ = 2, 114 at 8 steps; λ = 4, 128 at 8 and 32 steps but 121 at 2; λ = 8, 128 at 2, 8 and
+/// 32 steps. On Austen (64-token continuations, 8 steps, `flm eval --prompts`) λ = 4 and 8
+/// gave gen-PPL 301 and 306 against 384 unprompted.
+pub const FLM_GUIDANCE: f64 = 8.0;
+/// Default λ for a flow map (FMLM). Its few large steps scale each pull by a large Δγ: on
+/// Austen at λ = 8 its 2- and 4-step continuations collapsed (unigram entropy 3.6 and 3.2
+/// against 5.3 unprompted); λ = 2 gave gen-PPL 232 and 186 against 331 and 293 at entropy
+/// 4.6, while on `builtin:repeat` it still gave 122 of 128 at 2 steps and 128 at 8.
+pub const FLOW_MAP_GUIDANCE: f64 = 2.0;
+
+/// The default guidance strength λ for sampling a model of `kind`.
+pub fn default_guidance(kind: ModelKind) -> f64 {
+    match kind {
+        ModelKind::FlowMap => FLOW_MAP_GUIDANCE,
+        ModelKind::Flm | ModelKind::Autoregressive => FLM_GUIDANCE,
+    }
+}
+
 /// Largest accepted guidance: beyond it one step's pull outweighs the sampler's own move.
 pub const MAX_GUIDANCE: f64 = 64.0;
+/// What front ends say when a conditioned request has one step.
 pub const ONE_STEP_WARNING: &str = "with 1 step the only network call is at γ = 0, where the fixed tokens are pure noise: the free positions are generated without seeing them (the output still shows the fixed tokens); use 2 or more steps";
 
 /// Tokens the person fixes; every other position is generated. The sampler clamps the fixed
@@ -220,7 +235,7 @@ impl GenerateRequest {
             trajectory_top_k: 0,
             decoding: Decoding::Argmax,
             conditioning: Conditioning::None,
-            guidance: DEFAULT_GUIDANCE,
+            guidance: FLM_GUIDANCE,
         }
     }
 

@@ -37,6 +37,9 @@ pub struct SampleView {
     pub prompt: String,
     /// Pull of the free positions toward the prompt ([`crate::flow::Clamped::guidance`]).
     pub guidance: f64,
+    /// Whether the person set the guidance; until then it follows the model's kind
+    /// ([`crate::generate::default_guidance`]).
+    pub guidance_chosen: bool,
     pub compare: bool,
     pub compare_model: Option<PathBuf>,
     pub compare_steps: usize,
@@ -65,7 +68,8 @@ impl Default for SampleView {
             decoding: Decoding::TEXT_DEFAULT,
             decoding_chosen: false,
             prompt: String::new(),
-            guidance: crate::generate::DEFAULT_GUIDANCE,
+            guidance: crate::generate::FLM_GUIDANCE,
+            guidance_chosen: false,
             compare: false,
             compare_model: None,
             compare_steps: 1,
@@ -353,8 +357,17 @@ impl SampleView {
             .on_hover_text(
                 "Text every sample starts with; the rest is generated. Each ___ (three underscores) is one token to fill in, e.g. \"the ___ ___ sat\". Fixed tokens have a teal box.",
             );
+            if !state.guidance_chosen
+                && let Some(kind) = ctx.runs.list.iter().find_map(|r| {
+                    (Some(&r.dir) == state.model.as_ref())
+                        .then(|| r.config.as_ref().ok().map(|c| c.kind))
+                        .flatten()
+                })
+            {
+                state.guidance = crate::generate::default_guidance(kind);
+            }
             ui.add_enabled_ui(!state.prompt.is_empty(), |ui| {
-                labelled(
+                let edited = labelled(
                     ui,
                     "guidance",
                     egui::DragValue::new(&mut state.guidance)
@@ -362,8 +375,10 @@ impl SampleView {
                         .speed(0.1),
                 )
                 .on_hover_text(
-                    "How hard the generated tokens are pulled toward the fixed text (through the gradient of the model's probability of it). 0 only clamps the fixed tokens, which barely steers the rest; each step then costs about 3× as much.",
-                );
+                    "How hard the generated tokens are pulled toward the fixed text (through the gradient of the model's probability of it). 0 only clamps the fixed tokens, which barely steers the rest; each step then costs about 3× as much. Follows the model until you change it: 8 for an FLM, 2 for a flow map, whose few large steps overshoot with more. A compared model uses the same value.",
+                )
+                .changed();
+                state.guidance_chosen |= edited;
             });
         });
         if state.one_step_with_prompt() {

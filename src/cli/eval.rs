@@ -40,9 +40,10 @@ pub struct EvalArgs {
     /// sequence length]
     #[arg(long, value_name = "C")]
     pub continuation: Option<usize>,
-    /// Pull of the generated tokens toward the prompt (with --prompts; as `flm sample`'s).
-    #[arg(long, default_value_t = flm::generate::DEFAULT_GUIDANCE)]
-    pub guidance: f64,
+    /// Pull of the generated tokens toward the prompt (with --prompts; as `flm sample`'s)
+    /// [default: each model's, 8 for an FLM and 2 for a flow map]
+    #[arg(long)]
+    pub guidance: Option<f64>,
     /// Stochasticity η of flow-map sampling.
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,

@@ -62,9 +62,10 @@ pub struct SampleArgs {
     pub template: Option<String>,
     /// With --prompt or --template: how hard the generated positions are pulled toward the
     /// fixed text, through the gradient of the model's probability of it (0 = clamping
-    /// alone, which barely steers; costs about 3× a plain step)
-    #[arg(long, default_value_t = flm::generate::DEFAULT_GUIDANCE)]
-    pub guidance: f64,
+    /// alone, which barely steers; costs about 3× a plain step) [default: 8 for an FLM, 2 for
+    /// a flow map, whose few large steps overshoot with more]
+    #[arg(long)]
+    pub guidance: Option<f64>,
     #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]
@@ -122,7 +123,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         },
         decoding: args.decoding.decoding_or(Decoding::Argmax), // the model's default below
         conditioning: Conditioning::None,
-        guidance: args.guidance,
+        guidance: args.guidance.unwrap_or(flm::generate::FLM_GUIDANCE),
     };
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
@@ -138,6 +139,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let task = BuiltinTask::parse(&loaded.config.data.source).and_then(Result::ok);
     let request = GenerateRequest {
         conditioning: conditioning.with_context(cannot)?,
+        guidance: args
+            .guidance
+            .unwrap_or(flm::generate::default_guidance(loaded.config.kind)),
         decoding: args
             .decoding
             .decoding_or(Decoding::default_for(task.is_some())),

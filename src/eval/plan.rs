@@ -31,8 +31,9 @@ pub struct PromptSource {
     pub file: PathBuf,
     /// Tokens generated after each prompt; `None`: half the sequence.
     pub continuation: Option<usize>,
-    /// Guidance strength λ toward the prompt.
-    pub guidance: f64,
+    /// Guidance strength λ toward the prompt; `None`: each model's default
+    /// ([`crate::generate::default_guidance`]).
+    pub guidance: Option<f64>,
 }
 
 /// One checkpoint to evaluate and the step counts to sample it at.
@@ -108,7 +109,9 @@ impl EvalRequest {
             if prompts.continuation == Some(0) {
                 return Err(invalid("--continuation must be at least 1 token"));
             }
-            if !(0.0..=crate::generate::MAX_GUIDANCE).contains(&prompts.guidance) {
+            if let Some(guidance) = prompts.guidance
+                && !(0.0..=crate::generate::MAX_GUIDANCE).contains(&guidance)
+            {
                 return Err(invalid(format!(
                     "--guidance must be in [0, {}]",
                     crate::generate::MAX_GUIDANCE
@@ -181,7 +184,10 @@ impl EvalRequest {
                 seed: self.seed,
                 decoding: self.decoding,
                 prompts: prompts.clone().unwrap_or_default(),
-                guidance: self.prompts.as_ref().map_or(0.0, |p| p.guidance),
+                guidance: self.prompts.as_ref().map_or(0.0, |p| {
+                    p.guidance
+                        .unwrap_or(crate::generate::default_guidance(loaded.config.kind))
+                }),
             };
             let generator = Generator {
                 model: &loaded.model,

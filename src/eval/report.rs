@@ -172,8 +172,8 @@ pub struct PromptSummary {
     pub prompt_tokens: usize,
     /// Tokens generated after each prompt, and measured.
     pub continuation_tokens: usize,
-    /// Guidance strength λ toward the prompt.
-    pub guidance: f64,
+    /// Guidance strength λ toward the prompt; `None`: each model's default.
+    pub guidance: Option<f64>,
 }
 
 /// What to evaluate: one request per step count, the rest shared.
@@ -314,14 +314,21 @@ impl EvalReport {
         if let Some(p) = &self.prompts {
             out.push_str(&format!(
                 "Prompted rows: each of {} samples continues its own prompt, the first {} tokens of \
-                 a sequence of `{}`, with {} generated tokens (guidance λ = {}); unprompted rows \
+                 a sequence of `{}`, with {} generated tokens (guidance {}); unprompted rows \
                  use the same seed. Every row, the held-out text's too, is measured on its last {} \
                  tokens: gen-PPL scores each given all tokens before it.\n\n",
                 p.prompts,
                 p.prompt_tokens,
                 p.file,
                 p.continuation_tokens,
-                p.guidance,
+                p.guidance.map_or_else(
+                    || format!(
+                        "λ = {} for FLMs and {} for FMLMs, the defaults",
+                        crate::generate::FLM_GUIDANCE,
+                        crate::generate::FLOW_MAP_GUIDANCE
+                    ),
+                    |g| format!("λ = {g}")
+                ),
                 p.continuation_tokens
             ));
         }

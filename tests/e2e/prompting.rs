@@ -33,7 +33,7 @@ fn texts(generator: &Generator<'_>, steps: usize, conditioning: Conditioning) ->
         generator,
         steps,
         conditioning,
-        flm::generate::DEFAULT_GUIDANCE,
+        flm::generate::default_guidance(generator.kind),
     )
 }
 
