@@ -25,6 +25,7 @@ pub mod generate;
 pub mod import;
 pub mod kernels;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod render;

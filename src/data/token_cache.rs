@@ -60,6 +60,7 @@ pub(crate) fn ids_of(
         writer.finish()?;
     }
     drop(text);
+    crate::memory::release_freed_memory();
     read(path, key).ok_or_else(|| DataError::Io {
         path: path.to_path_buf(),
         error: std::io::Error::other(
