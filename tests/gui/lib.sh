@@ -1,5 +1,5 @@
 # Shared helpers for the real-window scripts: a virtual X display, the flm window, clicks,
-# screenshots. Sourced by smoke.sh and screenshots.sh; coordinates assume the default
+# screenshots. Sourced by the scripts beside it; coordinates assume the default
 # 1280×820 window at the top-left of a 1280×860 screen with egui's default fonts.
 
 set -euo pipefail
@@ -164,6 +164,29 @@ set_value() {
 
 # Neutral spot: takes keyboard focus away from fields so Space and arrows reach the player.
 defocus() { click 1200 780 0.3; }
+
+# model_row N: the y of row N (0-based) of the Sample view's model dropdown; runs are sorted by
+# name. The compare dropdown's rows sit 23 px lower.
+model_row() { echo $((71 + 23 * $1)); }
+
+# compare_shot PNG FLM_ROW FMLM_ROW [SEED]: on the Sample view, the FLM of dropdown row
+# FLM_ROW in 32 Euler steps beside the FMLM of row FMLM_ROW in one step, from the same noise
+# (seed SEED, default 0), the FLM paused midway and one token's candidates shown.
+compare_shot() {
+    local png=$1 flm_row=$2 fmlm_row=$3 seed=${4:-0}
+    click 150 44; click 133 "$(model_row "$flm_row")"
+    set_value 356 44 32
+    set_value 612 44 "$seed"
+    # Tick "compare with" only when it is not ticked yet (a second call keeps it).
+    [ "${COMPARE_TICKED:-}" = 1 ] || { click 15 67; COMPARE_TICKED=1; }
+    click 215 67; click 200 "$(( $(model_row "$fmlm_row") + 23 ))"
+    click 50 113 0
+    sleep 15
+    defocus
+    drag_x 786 145 -300
+    xdotool mousemove 300 197; sleep 1.5
+    shot "$png"
+}
 
 now() { date +%s.%N; }
 

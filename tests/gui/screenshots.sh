@@ -17,15 +17,13 @@ need_packages
 DISPLAY_NUMBER=96
 start_app "$OUT" "$RUNS"
 
-# Dropdown rows of the model pickers, runs sorted by name.
-row() { echo $((71 + 23 * $1)); }
 
 # --- Sample: the Austen FLM in 256 steps beside its FMLM in 1 step.
 tab_sample
-click 150 44; click 133 "$(row 0)"            # model: austen-flm
+click 150 44; click 133 "$(model_row 0)"            # model: austen-flm
 set_value 356 44 256                            # steps
 click 15 67                                     # compare with …
-click 215 67; click 200 "$(( $(row 1) + 23 ))" # … austen-fmlm
+click 215 67; click 200 "$(( $(model_row 1) + 23 ))" # … austen-fmlm
 click 50 113 0                                   # Generate
 sleep 60
 defocus
@@ -43,15 +41,7 @@ xdotool mousemove 200 197; sleep 1.5
 shot "$OUT/sample-austen-midway.png"
 
 # --- Sample: builtin:repeat, FLM 32 steps beside its FMLM in 1 step.
-click 150 44; click 133 "$(row 2)"            # model: repeat-flm
-set_value 356 44 32
-click 215 67; click 200 "$(( $(row 3) + 23 ))" # compare: repeat-fmlm
-click 50 113 0
-sleep 15
-defocus
-drag_x 786 145 -300
-xdotool mousemove 300 197; sleep 1.5
-shot "$OUT/sample-repeat-midway.png"
+COMPARE_TICKED=1 compare_shot "$OUT/sample-repeat-midway.png" 2 3
 
 # --- Checkpoints: the Austen FLM's settings and curves.
 tab_checkpoints
