@@ -365,7 +365,7 @@ impl TrainView {
         let request = DistillRequest {
             out: ctx.runs.root.join(format!("{}-fmlm", run_name(&teacher))),
             teacher,
-            train: app_train_config(TrainConfig::flow_map_defaults()),
+            train: app_train_config(TrainConfig::distillation_defaults()),
             settings: {
                 let mut settings = form.settings.clone();
                 let fractions = &mut settings.fractions;

@@ -138,7 +138,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let request = DistillRequest {
         teacher: args.teacher.clone().unwrap_or_default(),
         out: args.out.clone(),
-        train: args.run.train_config(TrainConfig::flow_map_defaults()),
+        train: args.run.train_config(TrainConfig::distillation_defaults()),
         settings: args.settings(),
         steps: args.run.steps,
         minutes: args.run.minutes,

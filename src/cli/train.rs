@@ -71,7 +71,7 @@ pub struct RunArgs {
     /// Stop after training this many minutes in this invocation.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// Sequences per batch, at most 65536 [default: 16]
+    /// Sequences per batch, at most 65536 [default: 16; 64 for `flm distill`]
     #[arg(long, value_parser = flm::limits::parse_batch)]
     pub batch: Option<usize>,
     /// Peak learning rate (AdamW, after linear warm-up) [default: 0.001; 0.0003 for flow maps]
