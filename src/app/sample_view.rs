@@ -358,11 +358,13 @@ impl SampleView {
                 "Text every sample starts with; the rest is generated. Each ___ (three underscores) is one token to fill in, e.g. \"the ___ ___ sat\". Fixed tokens have a teal box.",
             );
             if !state.guidance_chosen
-                && let Some(kind) = ctx.runs.list.iter().find_map(|r| {
-                    (Some(&r.dir) == state.model.as_ref())
-                        .then(|| r.config.as_ref().ok().map(|c| c.kind))
-                        .flatten()
-                })
+                && let Some(kind) = ctx
+                    .runs
+                    .list
+                    .iter()
+                    .find(|r| Some(&r.dir) == state.model.as_ref())
+                    .and_then(|r| r.config.as_ref().ok())
+                    .map(|c| c.kind)
             {
                 state.guidance = crate::generate::default_guidance(kind);
             }

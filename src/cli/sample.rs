@@ -123,7 +123,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         },
         decoding: args.decoding.decoding_or(Decoding::Argmax), // the model's default below
         conditioning: Conditioning::None,
-        guidance: args.guidance.unwrap_or(flm::generate::FLM_GUIDANCE),
+        guidance: args.guidance.unwrap_or(flm::generate::FLM_GUIDANCE), // the model's default below
     };
     let device = pick_device(args.device.device)?;
     let loaded = load_model(&args.ckpt, &device.device)?;
