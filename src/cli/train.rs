@@ -81,7 +81,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub warmup: Option<u64>,
     /// Share of the run (by --steps or --minutes), at its end, over which the learning rate
-    /// falls linearly to zero [default: 0, constant]
+    /// falls linearly to zero [default: 0.5 for flm distill; 0, constant, otherwise]
     #[arg(long)]
     pub lr_decay: Option<f64>,
     /// Upper bound of the EMA decay of the weights used for sampling [default: 0.999]
