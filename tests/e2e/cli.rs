@@ -416,6 +416,21 @@ fn info_of_a_flow_map_names_its_teacher() {
     );
 }
 
+#[test]
+fn distill_trains_at_batch_64_with_a_decaying_rate_and_train_does_not() {
+    let train_of = |run: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(Path::new(run).join("config.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["train"].clone()
+    };
+    let (student, flm) = (train_of(distilled_run()), train_of(trained_run()));
+    assert_eq!(
+        (&student["batch_size"], &student["lr_decay"]),
+        (&serde_json::json!(64), &serde_json::json!(0.5)),
+        "docs/distillation.md measured these defaults"
+    );
+    assert_eq!(flm["lr_decay"], serde_json::json!(0.0));
+}
+
 /// `flm eval` of the FLM at 1 and 2 steps and its flow map at 1 step.
 fn eval_both(extra: &[&str]) -> Output {
     let args = [
